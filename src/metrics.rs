@@ -1,0 +1,197 @@
+//! Prometheus metrics, all under the `kws_` namespace, with label values from bounded sets
+//! only: topic (configured), partition (assigned), outcome, status class, kind.
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric the sidecar exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Records taken from Kafka.
+    pub records_received: IntCounterVec,
+    /// Records disposed of, by outcome: success, dead_lettered, dropped.
+    pub deliveries: IntCounterVec,
+    /// HTTP attempts by status class (2xx…5xx, timeout, connection_error).
+    pub attempts: IntCounterVec,
+    /// Attempts that will be retried.
+    pub retries: IntCounterVec,
+    /// Duration of one HTTP attempt.
+    pub attempt_duration: HistogramVec,
+    /// Record timestamp to acknowledgement.
+    pub end_to_end_latency: HistogramVec,
+    /// Records being delivered right now.
+    pub in_flight: IntGauge,
+    /// Partitions this member owns.
+    pub assigned_partitions: IntGauge,
+    /// Partitions paused (shutdown drain).
+    pub paused_partitions: IntGauge,
+    /// High watermark minus the committable offset, per partition.
+    pub consumer_lag: IntGaugeVec,
+    /// Age of the oldest unacknowledged record, per partition (head-of-line signal).
+    pub oldest_unacked_age: prometheus::GaugeVec,
+    /// Dead-letter produce results: ok, error.
+    pub dead_letter_writes: IntCounterVec,
+    /// Rebalance callbacks by kind: assign, revoke, lost, error.
+    pub rebalances: IntCounterVec,
+    /// Offset commits by result: ok, error.
+    pub commits: IntCounterVec,
+    /// Time spent draining revoked partitions.
+    pub rebalance_drain: Histogram,
+    /// Time spent draining on shutdown.
+    pub shutdown_drain: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("static metric definition is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let latency_buckets =
+            exponential_buckets(0.001, 2.0, 18).expect("static buckets are valid");
+        let histogram_vec = |name: &str, help: &str, labels: &[&str]| {
+            let metric = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(latency_buckets.clone()),
+                labels,
+            )
+            .expect("static metric definition is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let histogram = |name: &str, help: &str| {
+            let buckets = exponential_buckets(0.01, 2.0, 14).expect("static buckets are valid");
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("static metric definition is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "kws_consumer_lag_records",
+                "High watermark minus committable offset, per partition.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("static metric definition is valid");
+        registry
+            .register(Box::new(consumer_lag.clone()))
+            .expect("metric names are unique");
+        let oldest_unacked_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "kws_oldest_unacked_record_age_seconds",
+                "Time since the oldest unacknowledged record of the partition was received; 0 when none.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("static metric definition is valid");
+        registry
+            .register(Box::new(oldest_unacked_age.clone()))
+            .expect("metric names are unique");
+
+        Self {
+            records_received: counter(
+                "kws_records_received_total",
+                "Records taken from Kafka.",
+                &["topic"],
+            ),
+            deliveries: counter(
+                "kws_deliveries_total",
+                "Records disposed of, by outcome (success, dead_lettered, dropped).",
+                &["topic", "outcome"],
+            ),
+            attempts: counter(
+                "kws_delivery_attempts_total",
+                "HTTP attempts by status class (2xx, 3xx, 4xx, 5xx, timeout, connection_error).",
+                &["topic", "class"],
+            ),
+            retries: counter(
+                "kws_delivery_retries_total",
+                "Attempts that failed and will be retried.",
+                &["topic"],
+            ),
+            attempt_duration: histogram_vec(
+                "kws_attempt_duration_seconds",
+                "Duration of one HTTP attempt.",
+                &["topic"],
+            ),
+            end_to_end_latency: histogram_vec(
+                "kws_end_to_end_latency_seconds",
+                "From the record timestamp to its acknowledgement.",
+                &["topic"],
+            ),
+            in_flight: gauge("kws_in_flight_records", "Records being delivered now."),
+            assigned_partitions: gauge("kws_assigned_partitions", "Partitions this member owns."),
+            paused_partitions: gauge("kws_paused_partitions", "Partitions paused for shutdown."),
+            consumer_lag,
+            oldest_unacked_age,
+            dead_letter_writes: counter(
+                "kws_dead_letter_writes_total",
+                "Records produced to the dead-letter topic, by result (ok, error).",
+                &["result"],
+            ),
+            rebalances: counter(
+                "kws_rebalances_total",
+                "Rebalance events by kind (assign, revoke, lost, error).",
+                &["kind"],
+            ),
+            commits: counter(
+                "kws_offset_commits_total",
+                "Offset commits by result (ok, error).",
+                &["result"],
+            ),
+            rebalance_drain: histogram(
+                "kws_rebalance_drain_seconds",
+                "Time spent draining revoked partitions.",
+            ),
+            shutdown_drain: histogram(
+                "kws_shutdown_drain_seconds",
+                "Time spent draining on shutdown.",
+            ),
+            registry,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(error) = encoder.encode_utf8(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "Could not encode metrics");
+        }
+        buffer
+    }
+
+    /// Removes the per-partition series of a partition this member no longer owns.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let partition = partition.to_string();
+        let _ = self.consumer_lag.remove_label_values(&[topic, &partition]);
+        let _ = self
+            .oldest_unacked_age
+            .remove_label_values(&[topic, &partition]);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

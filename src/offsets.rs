@@ -1,0 +1,171 @@
+//! Offset watermark tracking for one partition: the committable offset is always the lowest
+//! offset received but not yet acknowledged (or one past the last received when all are
+//! acknowledged), whatever order acknowledgements arrive in. Pure, no I/O.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Tracks the records of one partition between receipt and acknowledgement.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    /// Received offsets in increasing order with their acknowledged flag. Only the
+    /// not-yet-committable tail is kept, so its length is bounded by what is in the
+    /// worker's buffer and in flight.
+    pending: VecDeque<(i64, bool, Instant)>,
+    /// One past the highest offset received (the committable offset when nothing is pending).
+    next_offset: Option<i64>,
+}
+
+/// An offset outside what the tracker has seen; a bug in the caller, reported, not panicked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrackError {
+    #[error("offset {offset} arrived after {next}; offsets of a partition must increase")]
+    NotIncreasing { offset: i64, next: i64 },
+    #[error("offset {offset} was acknowledged but is not pending")]
+    UnknownAck { offset: i64 },
+}
+
+impl OffsetTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a received record. Offsets must increase (gaps are normal: compaction,
+    /// transaction markers).
+    pub fn received(&mut self, offset: i64) -> Result<(), TrackError> {
+        self.received_at(offset, Instant::now())
+    }
+
+    /// Like [`received`](Self::received), with the time of receipt given.
+    pub fn received_at(&mut self, offset: i64, at: Instant) -> Result<(), TrackError> {
+        if let Some(next) = self.next_offset {
+            if offset < next {
+                return Err(TrackError::NotIncreasing { offset, next });
+            }
+        }
+        self.pending.push_back((offset, false, at));
+        self.next_offset = Some(offset + 1);
+        Ok(())
+    }
+
+    /// Marks a record acknowledged. Returns the new committable offset if it advanced.
+    pub fn acknowledged(&mut self, offset: i64) -> Result<Option<i64>, TrackError> {
+        let index = self
+            .pending
+            .binary_search_by_key(&offset, |(pending, _, _)| *pending)
+            .map_err(|_| TrackError::UnknownAck { offset })?;
+        if self.pending[index].1 {
+            return Err(TrackError::UnknownAck { offset });
+        }
+        self.pending[index].1 = true;
+        if index != 0 {
+            return Ok(None);
+        }
+        while matches!(self.pending.front(), Some((_, true, _))) {
+            self.pending.pop_front();
+        }
+        Ok(self.committable())
+    }
+
+    /// The offset to commit: the lowest unacknowledged offset, else one past the last
+    /// received; `None` before the first record.
+    pub fn committable(&self) -> Option<i64> {
+        match self.pending.front() {
+            Some((offset, _, _)) => Some(*offset),
+            None => self.next_offset,
+        }
+    }
+
+    /// The lowest unacknowledged offset and when it was received (the head-of-line record).
+    pub fn oldest_unacknowledged(&self) -> Option<(i64, Instant)> {
+        self.pending
+            .iter()
+            .find(|(_, acked, _)| !acked)
+            .map(|(offset, _, at)| (*offset, *at))
+    }
+
+    /// Received but not acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.pending.iter().filter(|(_, acked, _)| !acked).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn in_order_acks_advance() {
+        let mut tracker = OffsetTracker::new();
+        assert_eq!(tracker.committable(), None);
+        for offset in 10..13 {
+            tracker.received(offset).unwrap();
+        }
+        assert_eq!(tracker.committable(), Some(10));
+        assert_eq!(tracker.acknowledged(10), Ok(Some(11)));
+        assert_eq!(tracker.acknowledged(11), Ok(Some(12)));
+        assert_eq!(tracker.acknowledged(12), Ok(Some(13)));
+        assert_eq!(tracker.committable(), Some(13));
+    }
+
+    #[test]
+    fn out_of_order_acks_wait_for_the_gap() {
+        let mut tracker = OffsetTracker::new();
+        for offset in [5, 6, 9] {
+            tracker.received(offset).unwrap();
+        }
+        assert_eq!(tracker.acknowledged(9), Ok(None));
+        assert_eq!(tracker.acknowledged(6), Ok(None));
+        assert_eq!(tracker.committable(), Some(5));
+        assert_eq!(
+            tracker.oldest_unacknowledged().map(|(offset, _)| offset),
+            Some(5)
+        );
+        assert_eq!(tracker.acknowledged(5), Ok(Some(10)));
+        assert_eq!(tracker.unacknowledged(), 0);
+    }
+
+    #[test]
+    fn rejects_misuse() {
+        let mut tracker = OffsetTracker::new();
+        tracker.received(3).unwrap();
+        assert!(tracker.received(3).is_err());
+        assert!(tracker.acknowledged(4).is_err());
+        tracker.acknowledged(3).unwrap();
+        assert!(tracker.acknowledged(3).is_err());
+    }
+
+    proptest! {
+        /// The committable offset never passes an unacknowledged record, and reaches the end
+        /// once everything is acknowledged, for any ack order.
+        #[test]
+        fn never_passes_an_unacknowledged_record(
+            gaps in proptest::collection::vec(1i64..4, 1..60),
+            order in proptest::collection::vec(any::<prop::sample::Index>(), 60),
+        ) {
+            let mut tracker = OffsetTracker::new();
+            let mut offsets = Vec::new();
+            let mut offset = 100;
+            for gap in gaps {
+                tracker.received(offset).unwrap();
+                offsets.push(offset);
+                offset += gap;
+            }
+            let mut remaining = offsets.clone();
+            let mut index = 0;
+            while !remaining.is_empty() {
+                let pick = order[index % order.len()].index(remaining.len());
+                index += 1;
+                let acked = remaining.remove(pick);
+                tracker.acknowledged(acked).unwrap();
+                let committable = tracker.committable().unwrap();
+                let lowest = remaining.iter().min().copied();
+                match lowest {
+                    Some(lowest) => prop_assert_eq!(committable, lowest),
+                    None => prop_assert_eq!(committable, offsets[offsets.len() - 1] + 1),
+                }
+            }
+        }
+    }
+}

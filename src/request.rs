@@ -1,0 +1,295 @@
+//! Builds the HTTP request for a record: the body (the value, byte for byte) and the headers
+//! the endpoint receives. Pure, no I/O. The header contract (also in the README):
+//!
+//! | header | value |
+//! |---|---|
+//! | `content-type` | the record's `content-type` header if valid, else `delivery.content_type` |
+//! | `idempotency-key` | `{topic}-{partition}-{offset}`, identical on every retry |
+//! | `kafka-topic`, `kafka-partition`, `kafka-offset` | where the record comes from |
+//! | `kafka-timestamp` | record timestamp, milliseconds since the epoch (absent if none) |
+//! | `kafka-key` | the key, when it is printable ASCII |
+//! | `kafka-key-b64` | the key in standard base64, otherwise (absent for a null key) |
+//! | `kafka-tombstone: true` | the value is null (the body is then empty) |
+//! | `kafka-header-{name}` | a Kafka header whose name is a lowercase HTTP token and whose value is printable ASCII |
+//! | `kafka-header-b64` | any other Kafka header: `base64(name):base64(value)`, or `base64(name)` for a null value; repeated once per header |
+//! | `traceparent`, `tracestate` | passed through from the record's headers when valid |
+//! | configured `delivery.headers` | added last, so they win over the above |
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::Full;
+
+use crate::config::DeliveryConfig;
+use crate::record::Record;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Everything about the request that does not depend on the record, prepared once.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    method: Method,
+    uri: Uri,
+    static_headers: HeaderMap,
+    content_type: HeaderValue,
+    user_agent: HeaderValue,
+}
+
+impl RequestTemplate {
+    /// Prepares the template from a validated config.
+    pub fn new(config: &DeliveryConfig) -> Result<Self, String> {
+        let method = Method::from_bytes(config.method.as_bytes())
+            .map_err(|_| "invalid delivery.method".to_string())?;
+        let uri: Uri = config
+            .url
+            .parse()
+            .map_err(|_| "invalid delivery.url".to_string())?;
+        let mut static_headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name {name}"))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| format!("invalid value for header {name}"))?;
+            // Marks configured values (Authorization, API keys) as sensitive: never indexed
+            // by HPACK and printed as `Sensitive` by Debug.
+            value.set_sensitive(true);
+            static_headers.append(name, value);
+        }
+        let content_type = HeaderValue::from_str(&config.content_type)
+            .map_err(|_| "invalid delivery.content_type".to_string())?;
+        Ok(Self {
+            method,
+            uri,
+            static_headers,
+            content_type,
+            user_agent: HeaderValue::from_static(concat!(
+                "kafka-webhook-sidecar/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        })
+    }
+
+    /// The request for one record. The body is the record value byte for byte.
+    pub fn build(&self, record: &Record) -> Request<Full<Bytes>> {
+        let body = record.value.clone().unwrap_or_default();
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        self.record_headers(record, headers);
+        for (name, value) in &self.static_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        request
+    }
+
+    fn record_headers(&self, record: &Record, headers: &mut HeaderMap) {
+        headers.insert(USER_AGENT, self.user_agent.clone());
+        let content_type = record
+            .header_str("content-type")
+            .and_then(|value| HeaderValue::from_str(value).ok())
+            .unwrap_or_else(|| self.content_type.clone());
+        headers.insert(CONTENT_TYPE, content_type);
+        headers.insert(IDEMPOTENCY_KEY, number_or_text(&record.idempotency_id()));
+        headers.insert("kafka-topic", number_or_text(&record.topic));
+        headers.insert("kafka-partition", HeaderValue::from(record.partition));
+        headers.insert("kafka-offset", HeaderValue::from(record.offset));
+        if let Some(timestamp) = record.timestamp_ms {
+            headers.insert("kafka-timestamp", HeaderValue::from(timestamp));
+        }
+        match &record.key {
+            Some(key) if is_printable(key) => {
+                headers.insert("kafka-key", bytes_value(key));
+            }
+            Some(key) => {
+                headers.insert("kafka-key-b64", base64_value(key));
+            }
+            None => {}
+        }
+        if record.value.is_none() {
+            headers.insert("kafka-tombstone", HeaderValue::from_static("true"));
+        }
+        for (name, value) in &record.headers {
+            match (simple_header_name(name), value) {
+                (Some(http_name), Some(value)) if is_printable(value) => {
+                    headers.append(http_name, bytes_value(value));
+                }
+                _ => {
+                    let mut encoded = BASE64.encode(name.as_bytes());
+                    if let Some(value) = value {
+                        encoded.push(':');
+                        encoded.push_str(&BASE64.encode(value));
+                    }
+                    headers.append("kafka-header-b64", number_or_text(&encoded));
+                }
+            }
+        }
+        for trace_header in ["traceparent", "tracestate"] {
+            if let Some(value) = record
+                .header_str(trace_header)
+                .and_then(|value| HeaderValue::from_str(value).ok())
+            {
+                headers.insert(trace_header, value);
+            }
+        }
+    }
+}
+
+/// `kafka-header-{name}` when `name` is a lowercase HTTP token; `None` otherwise.
+fn simple_header_name(name: &str) -> Option<HeaderName> {
+    if name.is_empty() || name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return None;
+    }
+    HeaderName::from_bytes(format!("kafka-header-{name}").as_bytes()).ok()
+}
+
+/// Printable ASCII without leading or trailing whitespace survives HTTP unchanged.
+fn is_printable(bytes: &[u8]) -> bool {
+    bytes.iter().all(|byte| (0x20..0x7f).contains(byte))
+        && !bytes.first().is_some_and(|byte| *byte == b' ')
+        && !bytes.last().is_some_and(|byte| *byte == b' ')
+}
+
+fn bytes_value(bytes: &Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes.clone()).unwrap_or_else(|_| base64_value(bytes))
+}
+
+fn base64_value(bytes: &[u8]) -> HeaderValue {
+    number_or_text(&BASE64.encode(bytes))
+}
+
+/// Header values built from topic names, numbers and base64 are always valid.
+fn number_or_text(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn template(headers: &[(&str, &str)]) -> RequestTemplate {
+        let mut config: crate::config::Config = serde_yaml::from_str(
+            "kafka: {bootstrap_servers: b, group_id: g, topics: [t]}\ndelivery: {url: 'http://127.0.0.1:1/x'}",
+        )
+        .unwrap();
+        config.delivery.headers = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect::<BTreeMap<_, _>>();
+        RequestTemplate::new(&config.delivery).unwrap()
+    }
+
+    fn record() -> Record {
+        Record {
+            topic: Arc::from("orders"),
+            partition: 2,
+            offset: 41,
+            timestamp_ms: Some(1_700_000_000_123),
+            key: Some(Bytes::from_static(b"k-1")),
+            value: Some(Bytes::from_static(b"\x00\xffbody")),
+            headers: vec![],
+            received_at: Instant::now(),
+        }
+    }
+
+    fn header<'a>(request: &'a Request<Full<Bytes>>, name: &str) -> Option<&'a str> {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    }
+
+    #[test]
+    fn metadata_headers_and_body() {
+        let request = template(&[]).build(&record());
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(header(&request, "idempotency-key"), Some("orders-2-41"));
+        assert_eq!(header(&request, "kafka-topic"), Some("orders"));
+        assert_eq!(header(&request, "kafka-partition"), Some("2"));
+        assert_eq!(header(&request, "kafka-offset"), Some("41"));
+        assert_eq!(header(&request, "kafka-timestamp"), Some("1700000000123"));
+        assert_eq!(header(&request, "kafka-key"), Some("k-1"));
+        assert_eq!(
+            header(&request, "content-type"),
+            Some("application/octet-stream")
+        );
+        assert!(request.headers().get("kafka-tombstone").is_none());
+    }
+
+    #[test]
+    fn binary_key_tombstone_and_null_key() {
+        let mut record = record();
+        record.key = Some(Bytes::from_static(b"\x01\x02"));
+        record.value = None;
+        let request = template(&[]).build(&record);
+        assert_eq!(header(&request, "kafka-key-b64"), Some("AQI="));
+        assert_eq!(header(&request, "kafka-tombstone"), Some("true"));
+        record.key = None;
+        let request = template(&[]).build(&record);
+        assert!(request.headers().get("kafka-key").is_none());
+        assert!(request.headers().get("kafka-key-b64").is_none());
+    }
+
+    #[test]
+    fn kafka_headers_map_losslessly() {
+        let mut record = record();
+        record.headers = vec![
+            ("trace-id".into(), Some(Bytes::from_static(b"abc"))),
+            ("trace-id".into(), Some(Bytes::from_static(b"def"))),
+            ("Binary".into(), Some(Bytes::from_static(b"\xff\x00"))),
+            ("nullable".into(), None),
+            (
+                "content-type".into(),
+                Some(Bytes::from_static(b"application/json")),
+            ),
+            (
+                "traceparent".into(),
+                Some(Bytes::from_static(
+                    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )),
+            ),
+        ];
+        let request = template(&[]).build(&record);
+        let trace: Vec<_> = request
+            .headers()
+            .get_all("kafka-header-trace-id")
+            .iter()
+            .collect();
+        assert_eq!(trace, vec!["abc", "def"]);
+        let binary: Vec<_> = request
+            .headers()
+            .get_all("kafka-header-b64")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            binary,
+            vec![
+                format!("{}:{}", BASE64.encode("Binary"), BASE64.encode(b"\xff\x00")),
+                BASE64.encode("nullable")
+            ]
+        );
+        assert_eq!(header(&request, "content-type"), Some("application/json"));
+        assert!(header(&request, "traceparent")
+            .unwrap()
+            .starts_with("00-0af7"));
+    }
+
+    #[test]
+    fn static_headers_are_sensitive_and_win() {
+        let request = template(&[
+            ("Authorization", "Bearer secret"),
+            ("content-type", "text/plain"),
+        ])
+        .build(&record());
+        let auth = request.headers().get("authorization").unwrap();
+        assert!(auth.is_sensitive());
+        assert!(!format!("{auth:?}").contains("secret"));
+        assert_eq!(header(&request, "content-type"), Some("text/plain"));
+    }
+}

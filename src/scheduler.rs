@@ -1,0 +1,200 @@
+//! Which buffered record of a partition may be sent next, per ordering mode:
+//! `partition` (one at a time, in offset order), `key` (up to the cap, never two of one key,
+//! each key in offset order) and `none` (up to the cap, any order). Pure, no I/O.
+
+use std::collections::{HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::config::Ordering;
+
+/// The ordering key of a record. Records without a key are independent of each other in
+/// `key` mode (Kafka itself spreads null-key records without order).
+pub type Key = Option<Bytes>;
+
+/// Buffers a partition's records in offset order and releases them as ordering allows.
+#[derive(Debug)]
+pub struct Scheduler<T> {
+    ordering: Ordering,
+    cap: usize,
+    waiting: VecDeque<(Key, T)>,
+    in_flight: usize,
+    in_flight_keys: HashSet<Bytes>,
+}
+
+impl<T> Scheduler<T> {
+    /// `cap` is the in-flight limit (forced to 1 in `partition` mode).
+    pub fn new(ordering: Ordering, cap: usize) -> Self {
+        let cap = match ordering {
+            Ordering::Partition => 1,
+            _ => cap.max(1),
+        };
+        Self {
+            ordering,
+            cap,
+            waiting: VecDeque::new(),
+            in_flight: 0,
+            in_flight_keys: HashSet::new(),
+        }
+    }
+
+    /// Adds the next record of the partition (offset order).
+    pub fn push(&mut self, key: Key, item: T) {
+        self.waiting.push_back((key, item));
+    }
+
+    /// Takes the next record that may be sent now, marking it in flight.
+    pub fn next_ready(&mut self) -> Option<(Key, T)> {
+        if self.in_flight >= self.cap {
+            return None;
+        }
+        let index = match self.ordering {
+            Ordering::Partition | Ordering::None => (!self.waiting.is_empty()).then_some(0),
+            Ordering::Key => self.first_free_key(),
+        }?;
+        let (key, item) = self.waiting.remove(index)?;
+        if let (Ordering::Key, Some(key)) = (self.ordering, &key) {
+            self.in_flight_keys.insert(key.clone());
+        }
+        self.in_flight += 1;
+        Some((key, item))
+    }
+
+    /// The first waiting record whose key is neither in flight nor held by an earlier
+    /// waiting record (which keeps each key in offset order).
+    fn first_free_key(&self) -> Option<usize> {
+        let mut earlier: HashSet<&Bytes> = HashSet::new();
+        for (index, (key, _)) in self.waiting.iter().enumerate() {
+            match key {
+                None => return Some(index),
+                Some(key) => {
+                    if !self.in_flight_keys.contains(key) && !earlier.contains(key) {
+                        return Some(index);
+                    }
+                    earlier.insert(key);
+                }
+            }
+        }
+        None
+    }
+
+    /// A record released by `next_ready` is finished (acknowledged or abandoned).
+    pub fn finished(&mut self, key: &Key) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let (Ordering::Key, Some(key)) = (self.ordering, key) {
+            self.in_flight_keys.remove(key);
+        }
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Drops every waiting record (on revoke or shutdown: they were never sent and are not
+    /// committed, so the next owner delivers them).
+    pub fn clear_waiting(&mut self) -> Vec<T> {
+        self.waiting.drain(..).map(|(_, item)| item).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(text: &str) -> Key {
+        Some(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    #[test]
+    fn partition_mode_is_one_at_a_time() {
+        let mut scheduler = Scheduler::new(Ordering::Partition, 64);
+        scheduler.push(key("a"), 1);
+        scheduler.push(key("b"), 2);
+        assert_eq!(scheduler.next_ready().map(|(_, item)| item), Some(1));
+        assert!(scheduler.next_ready().is_none());
+        scheduler.finished(&key("a"));
+        assert_eq!(scheduler.next_ready().map(|(_, item)| item), Some(2));
+    }
+
+    #[test]
+    fn key_mode_never_runs_one_key_twice() {
+        let mut scheduler = Scheduler::new(Ordering::Key, 10);
+        for (index, name) in ["a", "a", "b", "a", "c"].iter().enumerate() {
+            scheduler.push(key(name), index);
+        }
+        let first: Vec<usize> =
+            std::iter::from_fn(|| scheduler.next_ready().map(|(_, item)| item)).collect();
+        assert_eq!(first, vec![0, 2, 4]);
+        scheduler.finished(&key("a"));
+        assert_eq!(scheduler.next_ready().map(|(_, item)| item), Some(1));
+        assert!(scheduler.next_ready().is_none());
+    }
+
+    #[test]
+    fn null_keys_are_independent() {
+        let mut scheduler = Scheduler::new(Ordering::Key, 3);
+        for index in 0..4 {
+            scheduler.push(None, index);
+        }
+        assert_eq!(std::iter::from_fn(|| scheduler.next_ready()).count(), 3);
+    }
+
+    #[test]
+    fn none_mode_respects_cap() {
+        let mut scheduler = Scheduler::new(Ordering::None, 2);
+        for index in 0..5 {
+            scheduler.push(key("same"), index);
+        }
+        assert_eq!(std::iter::from_fn(|| scheduler.next_ready()).count(), 2);
+        scheduler.finished(&key("same"));
+        assert!(scheduler.next_ready().is_some());
+    }
+
+    proptest! {
+        /// In key mode, any completion order keeps: cap respected, no key twice in flight,
+        /// each key's records released in offset order, everything released eventually.
+        #[test]
+        fn key_mode_invariants(
+            keys in proptest::collection::vec(0u8..5, 1..80),
+            cap in 1usize..8,
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 200),
+        ) {
+            let mut scheduler = Scheduler::new(Ordering::Key, cap);
+            for (offset, name) in keys.iter().enumerate() {
+                scheduler.push(key(&name.to_string()), offset);
+            }
+            let mut running: Vec<(Key, usize)> = Vec::new();
+            let mut released: Vec<(u8, usize)> = Vec::new();
+            let mut pick = 0;
+            loop {
+                while let Some((key, offset)) = scheduler.next_ready() {
+                    prop_assert!(!running.iter().any(|(other, _)| *other == key));
+                    running.push((key, offset));
+                    prop_assert!(running.len() <= cap);
+                    released.push((keys[offset], offset));
+                }
+                if running.is_empty() {
+                    break;
+                }
+                let index = picks[pick % picks.len()].index(running.len());
+                pick += 1;
+                let (key, _) = running.remove(index);
+                scheduler.finished(&key);
+            }
+            prop_assert_eq!(released.len(), keys.len());
+            for name in 0u8..5 {
+                let offsets: Vec<usize> = released.iter().filter(|(k, _)| *k == name).map(|(_, o)| *o).collect();
+                prop_assert!(offsets.windows(2).all(|pair| pair[0] < pair[1]));
+            }
+        }
+    }
+}
