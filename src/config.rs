@@ -583,10 +583,10 @@ impl Config {
                 "is not an address like 0.0.0.0:9464",
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+        if !valid_log_filter(&self.log.level) {
             return Err(invalid(
                 "log.level",
-                "is not a level (error, warn, info, debug, trace) or a tracing filter",
+                "is not a level (error, warn, info, debug, trace, off) or a filter like `info,kafka_webhook_sidecar=debug`",
             ));
         }
         Ok(())
@@ -643,6 +643,22 @@ fn validate_url(url: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// A `tracing` filter whose every directive names a known level (`info`,
+/// `target=debug`): a bare typo like `verbose` would otherwise be read as a target name and
+/// silently turn logging off.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let known = |level: &str| LEVELS.contains(&level.trim().to_ascii_lowercase().as_str());
+    !filter.trim().is_empty()
+        && filter
+            .split(',')
+            .all(|directive| match directive.rsplit_once('=') {
+                Some((target, level)) => !target.trim().is_empty() && known(level),
+                None => known(directive),
+            })
+        && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }
 
 fn valid_topic(topic: &str) -> bool {

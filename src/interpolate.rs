@@ -3,17 +3,33 @@
 //! `$$` writes a literal `$`. A variable that is unset (and has no default) is an error that
 //! names the variable and the line, so a missing secret never silently becomes "".
 
-/// Substitutes variables in `text` using `lookup`. Errors name the variable and line.
+/// Substitutes variables in `text` using `lookup`, except on comment lines (first non-blank
+/// character `#`), so a commented-out example never requires its variable. Errors name the
+/// variable and line.
 pub fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {
     let mut out = String::with_capacity(text.len());
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str(&interpolate_line(line, index + 1, &lookup)?);
+        }
+    }
+    Ok(out)
+}
+
+fn interpolate_line(
+    text: &str,
+    line: usize,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, InterpolationError> {
+    let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    let mut line = 1;
     while let Some(pos) = rest.find('$') {
         let (before, after) = rest.split_at(pos);
-        line += before.matches('\n').count();
         out.push_str(before);
         if let Some(tail) = after.strip_prefix("$$") {
             out.push('$');
@@ -90,6 +106,10 @@ mod tests {
             "cost $5 and $x"
         );
         assert_eq!(interpolate("no vars", env).unwrap(), "no vars");
+        assert_eq!(
+            interpolate("# ${NOPE}\n  # x: ${NOPE}\na: ${HOST}", env).unwrap(),
+            "# ${NOPE}\n  # x: ${NOPE}\na: kafka:9092"
+        );
     }
 
     #[test]

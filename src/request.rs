@@ -148,8 +148,8 @@ fn simple_header_name(name: &str) -> Option<HeaderName> {
 /// Printable ASCII without leading or trailing whitespace survives HTTP unchanged.
 fn is_printable(bytes: &[u8]) -> bool {
     bytes.iter().all(|byte| (0x20..0x7f).contains(byte))
-        && !bytes.first().is_some_and(|byte| *byte == b' ')
-        && !bytes.last().is_some_and(|byte| *byte == b' ')
+        && bytes.first().is_none_or(|byte| *byte != b' ')
+        && bytes.last().is_none_or(|byte| *byte != b' ')
 }
 
 fn bytes_value(bytes: &Bytes) -> HeaderValue {

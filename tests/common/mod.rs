@@ -1,0 +1,508 @@
+//! Helpers shared by the integration tests: the Kafka bootstrap address, unique names, topic
+//! creation, a keyed producer with per-key sequence numbers, committed/end offsets, waiting on
+//! conditions with a deadline, and a handle on a sidecar process.
+#![allow(dead_code)]
+
+pub mod endpoint;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// The Kafka cluster under test, from `KWS_KAFKA_BOOTSTRAP`.
+pub fn bootstrap() -> String {
+    match std::env::var("KWS_KAFKA_BOOTSTRAP") {
+        Ok(address) if !address.trim().is_empty() => address,
+        _ => panic!(
+            "KWS_KAFKA_BOOTSTRAP is not set. Integration tests need a real Kafka broker: run \
+             ./scripts/test.sh (starts one), or start one with `scripts/kafka.sh start` and export \
+             KWS_KAFKA_BOOTSTRAP=<host:port> (it may point at your own cluster)."
+        ),
+    }
+}
+
+/// A name unique to this test run and call.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap());
+    config
+}
+
+/// Creates a topic and waits until its metadata shows every partition.
+pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_with(name, partitions, &[]).await
+}
+
+pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
+    let results = admin
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create_topics request");
+    for result in results {
+        result.unwrap_or_else(|(topic, error)| panic!("creating topic {topic}: {error}"));
+    }
+    let consumer: BaseConsumer = client_config().create().expect("metadata client");
+    wait_until_blocking(
+        Duration::from_secs(30),
+        &format!("topic {name} has {partitions} partitions"),
+        || {
+            consumer
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .ok()
+                .and_then(|metadata| {
+                    metadata
+                        .topics()
+                        .first()
+                        .map(|topic| topic.partitions().len() as i32)
+                })
+                == Some(partitions)
+        },
+    );
+}
+
+pub fn producer() -> FutureProducer {
+    client_config()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "4194304")
+        .create()
+        .expect("producer")
+}
+
+/// One produced test record: its key and its sequence number within the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Keyed {
+    pub key: String,
+    pub seq: u64,
+}
+
+/// The JSON payload of a keyed test record.
+pub fn payload(key: &str, seq: u64) -> String {
+    format!(r#"{{"key":"{key}","seq":{seq}}}"#)
+}
+
+/// Parses a payload written by [`payload`].
+pub fn parse_payload(body: &[u8]) -> Option<Keyed> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(Keyed {
+        key: value.get("key")?.as_str()?.to_string(),
+        seq: value.get("seq")?.as_u64()?,
+    })
+}
+
+/// Produces `count` records round-robin over `keys` keys (`k0`, `k1`, …), each payload
+/// carrying its key and per-key sequence number (starting at `first_seq`). Waits for every
+/// acknowledgement. Returns the records in produce order.
+pub async fn produce_keyed(topic: &str, keys: usize, count: usize) -> Vec<Keyed> {
+    produce_keyed_from(&producer(), topic, keys, count, 0).await
+}
+
+pub async fn produce_keyed_from(
+    producer: &FutureProducer,
+    topic: &str,
+    keys: usize,
+    count: usize,
+    first_seq: u64,
+) -> Vec<Keyed> {
+    let mut produced = Vec::with_capacity(count);
+    let mut pending = Vec::with_capacity(count.min(2000));
+    for index in 0..count {
+        let key = format!("k{}", index % keys);
+        let seq = first_seq + (index / keys) as u64;
+        let body = payload(&key, seq);
+        // Enqueued in order on this task, so the partition's offsets follow the sequence.
+        let delivery = loop {
+            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&body)) {
+                Ok(delivery) => break delivery,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((error, _)) => panic!("produce: {error}"),
+            }
+        };
+        pending.push(delivery);
+        produced.push(Keyed { key, seq });
+        if pending.len() >= 2000 {
+            for delivery in pending.drain(..) {
+                delivery
+                    .await
+                    .expect("delivery")
+                    .map_err(|(error, _)| error)
+                    .expect("produce");
+            }
+        }
+    }
+    for delivery in pending {
+        delivery
+            .await
+            .expect("delivery")
+            .map_err(|(error, _)| error)
+            .expect("produce");
+    }
+    produced
+}
+
+/// Produces one record with full control over key, value and headers.
+pub async fn produce_raw(
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+) {
+    let mut owned = OwnedHeaders::new();
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: *value,
+        });
+    }
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    producer()
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(error, _)| error)
+        .expect("produce");
+}
+
+/// The group's committed offset per partition (-1 where nothing is committed). Uses a client
+/// with the group id that never subscribes, so it does not join or disturb the group.
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset reader");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|partition| {
+            match committed
+                .find_partition(topic, partition)
+                .map(|element| element.offset())
+            {
+                Some(Offset::Offset(offset)) => offset,
+                _ => -1,
+            }
+        })
+        .collect()
+}
+
+/// The end (high watermark) of every partition.
+pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = client_config().create().expect("watermark reader");
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn wait_until_blocking(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("free port")
+}
+
+/// A config for one sidecar: `extra_delivery` is YAML lines appended under `delivery:`,
+/// `extra` YAML appended at the top level (e.g. a `shutdown:` section).
+pub fn sidecar_config(
+    group: &str,
+    topic: &str,
+    url: &str,
+    extra_delivery: &str,
+    extra: &str,
+) -> String {
+    let mut delivery = String::new();
+    for line in extra_delivery
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+    {
+        delivery.push_str("  ");
+        delivery.push_str(line);
+        delivery.push('\n');
+    }
+    format!(
+        "kafka:\n  bootstrap_servers: \"{bootstrap}\"\n  group_id: {group}\n  topics: [{topic}]\n  session_timeout: 6s\n  commit_interval: 200ms\n  rebalance_drain_timeout: 5s\n\
+         delivery:\n  url: \"{url}\"\n  timeout: 5s\n  retry: {{initial_backoff: 20ms, max_backoff: 500ms}}\n{delivery}\
+         admin:\n  listen: \"127.0.0.1:ADMIN_PORT\"\nlog:\n  format: text\n  level: info\n{extra}",
+        bootstrap = bootstrap()
+    )
+}
+
+/// A sidecar process started from the built binary.
+pub struct Sidecar {
+    pub child: Child,
+    pub admin_port: u16,
+    pub log_path: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl Sidecar {
+    /// Starts the binary with `config` (its `ADMIN_PORT` placeholder replaced by a free port).
+    pub fn start(config: &str) -> Sidecar {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Sidecar {
+        let admin_port = free_port();
+        let name = unique("sidecar");
+        let dir = std::env::temp_dir().join("kws-tests");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config_path = dir.join(format!("{name}.yaml"));
+        let log_path = dir.join(format!("{name}.log"));
+        std::fs::write(
+            &config_path,
+            config.replace("ADMIN_PORT", &admin_port.to_string()),
+        )
+        .expect("write config");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-webhook-sidecar"));
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start sidecar");
+        Sidecar {
+            child,
+            admin_port,
+            log_path,
+            config_path,
+        }
+    }
+
+    /// GETs an admin path; `None` if the server does not answer.
+    pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.admin_get("/readyz"), Some((200, _)))
+    }
+
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.is_ready() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sidecar exited early with {status}; log:\n{}", self.logs());
+            }
+            if Instant::now() > deadline {
+                panic!("sidecar not ready after {timeout:?}; log:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The metrics text.
+    pub fn metrics(&self) -> String {
+        self.admin_get("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// The value of one series, e.g. `kws_deliveries_total{outcome="success",topic="t"}`
+    /// (labels in the order Prometheus renders them: alphabetical). Sums nothing.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit; panics after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "sidecar still running after {timeout:?}; log:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- sidecar log {} ----\n{}",
+                self.log_path.display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+/// Groups successful deliveries by their `kafka-partition` header, in arrival order, as
+/// (offset, payload) pairs.
+pub fn deliveries_by_partition(
+    requests: &[endpoint::RecordedRequest],
+) -> HashMap<i32, Vec<(i64, Option<Keyed>)>> {
+    let mut by_partition: HashMap<i32, Vec<(i64, Option<Keyed>)>> = HashMap::new();
+    for request in requests {
+        let partition: i32 = request
+            .header("kafka-partition")
+            .and_then(|p| p.parse().ok())
+            .expect("kafka-partition header");
+        let offset: i64 = request
+            .header("kafka-offset")
+            .and_then(|o| o.parse().ok())
+            .expect("kafka-offset header");
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((offset, parse_payload(&request.body)));
+    }
+    by_partition
+}
+
+/// Asserts each key's first deliveries arrive in sequence order (duplicates after a crash
+/// are allowed; a record's first delivery must not overtake an earlier one of its key).
+pub fn assert_per_key_order(requests: &[endpoint::RecordedRequest]) {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for request in requests {
+        let Some(keyed) = parse_payload(&request.body) else {
+            continue;
+        };
+        match seen.get(&keyed.key) {
+            Some(highest) if keyed.seq <= *highest => {} // a redelivery
+            Some(highest) => assert_eq!(
+                keyed.seq,
+                highest + 1,
+                "key {} jumped from seq {highest} to {} (a record was skipped or overtaken)",
+                keyed.key,
+                keyed.seq
+            ),
+            None => assert_eq!(
+                keyed.seq, 0,
+                "key {} started at seq {}",
+                keyed.key, keyed.seq
+            ),
+        }
+        let entry = seen.entry(keyed.key.clone()).or_insert(keyed.seq);
+        *entry = (*entry).max(keyed.seq);
+    }
+}

@@ -1,0 +1,804 @@
+//! The example configs in `config/` and the configuration errors reported by
+//! `--check-config`: every error names the key and says what to do, exits 64, and never
+//! echoes a secret.
+//!
+//! Nothing here mutates the process environment: the library gets an env lookup closure,
+//! and the binary gets its environment through `Command::env`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{self, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use kafka_webhook_sidecar::config::{Config, ConfigError, FailurePolicy, Ordering};
+use kafka_webhook_sidecar::interpolate::{interpolate, InterpolationError};
+use serde_yaml::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-webhook-sidecar");
+const EXIT_CONFIG: i32 = 64;
+
+/// The variables the example configs use (`APP_TOKEN` is deliberately unset: it has a
+/// default). `KAFKA_SASL_PASSWORD` is needed because substitution also runs inside
+/// comments, and complete.yaml shows it in a commented example.
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "kafka-0.kafka:9092,kafka-1.kafka:9092",
+    ),
+    ("KAFKA_SASL_PASSWORD", "not-a-real-password"),
+];
+
+fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| value.to_string())
+    }
+}
+
+fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+fn read_example(name: &str) -> String {
+    let path = config_dir().join(name);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+fn parse_example(name: &str) -> Config {
+    Config::from_yaml(&read_example(name), lookup(EXAMPLE_ENV))
+        .unwrap_or_else(|error| panic!("config/{name}: {error}"))
+}
+
+/// Every `config/*.yaml`, sorted.
+fn example_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(config_dir())
+        .expect("config/ exists")
+        .map(|entry| entry.expect("readable config/ entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    for expected in ["minimal.yaml", "complete.yaml", "dead-letter.yaml"] {
+        assert!(
+            files.iter().any(|path| path.ends_with(expected)),
+            "config/{expected} is missing"
+        );
+    }
+    files
+}
+
+/// Runs the binary with exactly the given environment (plus what the loader may need).
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).env_clear();
+    for inherited in ["PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "SYSTEMROOT"] {
+        if let Some(value) = std::env::var_os(inherited) {
+            command.env(inherited, value);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("the binary runs")
+}
+
+/// A config file under the temp dir, removed on drop.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(label: &str, text: Option<&str>) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let slug: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = std::env::temp_dir().join(format!(
+            "kws-config-test-{}-{}-{slug}.yaml",
+            std::process::id(),
+            COUNTER.fetch_add(1, atomic::Ordering::Relaxed)
+        ));
+        if let Some(text) = text {
+            std::fs::write(&path, text).expect("write temp config");
+        }
+        TempConfig(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Key paths (`delivery.retry.max_backoff`) of every mapping key in `value`.
+fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    if let Value::Mapping(map) = value {
+        for (key, child) in map {
+            let key = key.as_str().expect("string keys");
+            let path = if prefix.is_empty() {
+                key.to_string()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            out.insert(path.clone());
+            key_paths(child, &path, out);
+        }
+    }
+}
+
+/// Leaf values by key path; sequences are leaves.
+fn leaves(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Mapping(map) if !map.is_empty() => {
+            for (key, child) in map {
+                let key = key.as_str().expect("string keys");
+                let path = if prefix.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(child, &path, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), value.clone());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The example configs.
+
+#[test]
+fn every_example_parses_and_validates() {
+    for path in example_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(error) = Config::from_yaml(&text, lookup(EXAMPLE_ENV)) {
+            panic!("{}: {error}", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_example_passes_check_config_in_the_binary() {
+    for path in example_files() {
+        let path = path.to_str().unwrap();
+        let output = run(&["--config", path, "--check-config"], EXAMPLE_ENV);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{path}: stdout {stdout:?} stderr {stderr:?}"
+        );
+        assert!(
+            stdout.contains(path) && stdout.contains("is valid"),
+            "{path}: stdout {stdout:?}"
+        );
+    }
+}
+
+#[test]
+fn examples_take_their_variables_from_the_lookup_only() {
+    // Whatever the process environment holds, an empty lookup leaves the variable unset.
+    let error = Config::from_yaml(&read_example("minimal.yaml"), |_| None).unwrap_err();
+    assert_eq!(
+        error,
+        ConfigError::Interpolation(InterpolationError::Unset {
+            line: 4,
+            name: "KAFKA_BOOTSTRAP_SERVERS".into()
+        })
+    );
+    let config = parse_example("minimal.yaml");
+    assert_eq!(
+        config.kafka.bootstrap_servers,
+        "kafka-0.kafka:9092,kafka-1.kafka:9092"
+    );
+}
+
+#[test]
+fn minimal_has_only_required_keys() {
+    let text = read_example("minimal.yaml");
+    let raw: Value = serde_yaml::from_str(&text).unwrap();
+    let mut paths = BTreeMap::new();
+    leaves(&raw, "", &mut paths);
+    let paths: Vec<&str> = paths.keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "delivery.url",
+            "kafka.bootstrap_servers",
+            "kafka.group_id",
+            "kafka.topics"
+        ]
+    );
+    // Each of them is needed: without it the config does not load.
+    for path in paths {
+        let (section, key) = path.split_once('.').unwrap();
+        let mut reduced = raw.clone();
+        reduced[section].as_mapping_mut().unwrap().remove(key);
+        let reduced = serde_yaml::to_string(&reduced).unwrap();
+        assert!(
+            Config::from_yaml(&reduced, lookup(EXAMPLE_ENV)).is_err(),
+            "minimal.yaml loads without {path}"
+        );
+    }
+}
+
+/// complete.yaml must name every key the config structs have: a key added to a struct and
+/// not to complete.yaml fails here.
+#[test]
+fn complete_sets_every_key() {
+    let text = read_example("complete.yaml");
+    let config = parse_example("complete.yaml");
+    let mut struct_keys = BTreeSet::new();
+    key_paths(
+        &serde_yaml::to_value(&config).unwrap(),
+        "",
+        &mut struct_keys,
+    );
+
+    let substituted = interpolate(&text, lookup(EXAMPLE_ENV)).unwrap();
+    let written: Value = serde_yaml::from_str(&substituted).unwrap();
+    let mut written_keys = BTreeSet::new();
+    key_paths(&written, "", &mut written_keys);
+
+    let missing: Vec<&String> = struct_keys.difference(&written_keys).collect();
+    assert!(
+        missing.is_empty(),
+        "config/complete.yaml lacks {missing:?}; add each with its default and a comment"
+    );
+    // Sanity check of the walk itself.
+    for key in [
+        "kafka.properties",
+        "delivery.retry.retryable_statuses",
+        "delivery.dead_letter_topic",
+        "shutdown.termination_grace_period",
+        "admin.listen",
+        "log.level",
+    ] {
+        assert!(struct_keys.contains(key), "{key} not found by the walk");
+    }
+}
+
+/// complete.yaml writes each default: it loads to the same values as minimal.yaml (whose
+/// required keys it shares), except for its example Authorization header.
+#[test]
+fn complete_writes_the_defaults() {
+    let complete = serde_yaml::to_value(parse_example("complete.yaml")).unwrap();
+    let mut expected = serde_yaml::to_value(parse_example("minimal.yaml")).unwrap();
+    let mut headers = serde_yaml::Mapping::new();
+    // APP_TOKEN is unset, so `Bearer ${APP_TOKEN:-}` gives "Bearer ".
+    headers.insert("Authorization".into(), "Bearer ".into());
+    expected["delivery"]
+        .as_mapping_mut()
+        .unwrap()
+        .insert("headers".into(), Value::Mapping(headers));
+
+    let mut want = BTreeMap::new();
+    leaves(&expected, "", &mut want);
+    let mut got = BTreeMap::new();
+    leaves(&complete, "", &mut got);
+    let differences: Vec<String> = want
+        .keys()
+        .chain(got.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|key| want.get(*key) != got.get(*key))
+        .map(|key| {
+            format!(
+                "{key}: default {:?}, complete.yaml {:?}",
+                want.get(key),
+                got.get(key)
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "config/complete.yaml differs from the defaults:\n{}",
+        differences.join("\n")
+    );
+    // The retryable statuses are written exactly as the defaults render them.
+    assert!(read_example("complete.yaml")
+        .contains(r#"retryable_statuses: [408, 425, 429, 500, "502-599"]"#));
+}
+
+/// Every key line of complete.yaml has a comment line right above it.
+#[test]
+fn complete_comments_every_key() {
+    let text = read_example("complete.yaml");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut uncommented = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let is_key = !trimmed.is_empty() && !trimmed.starts_with('#') && trimmed.contains(':');
+        let commented = index > 0 && lines[index - 1].trim_start().starts_with('#');
+        if is_key && !commented {
+            uncommented.push(format!("line {}: {line}", index + 1));
+        }
+    }
+    assert!(
+        uncommented.is_empty(),
+        "keys without a comment in config/complete.yaml:\n{}",
+        uncommented.join("\n")
+    );
+}
+
+#[test]
+fn dead_letter_example() {
+    let config = parse_example("dead-letter.yaml");
+    let delivery = &config.delivery;
+    assert_eq!(delivery.ordering, Ordering::Key);
+    assert!(delivery.max_in_flight > 1);
+    assert_eq!(config.in_flight_cap(), delivery.max_in_flight);
+    assert_eq!(delivery.retry.max_attempts, 5);
+    assert_eq!(delivery.on_failure, FailurePolicy::DeadLetter);
+    let topic = delivery
+        .dead_letter_topic
+        .as_ref()
+        .expect("dead_letter_topic");
+    assert!(!config.kafka.topics.contains(topic));
+
+    // Pointing it at the consumed topic is refused, naming the key.
+    let looped = read_example("dead-letter.yaml").replace(
+        "dead_letter_topic: orders.dead-letter",
+        "dead_letter_topic: orders",
+    );
+    match Config::from_yaml(&looped, lookup(EXAMPLE_ENV)) {
+        Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "delivery.dead_letter_topic"),
+        other => panic!("expected delivery.dead_letter_topic to be refused, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors through the binary.
+
+/// A valid config whose last section is `delivery`, so appended indented lines land there.
+const BASE: &str = "\
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+  group_id: orders-webhook
+  topics: [orders]
+delivery:
+  url: http://127.0.0.1:8080/events
+";
+
+/// BASE with `lines` added to `delivery` (indented two spaces) or, unindented, as sections.
+fn with(lines: &str) -> String {
+    format!("{BASE}{lines}")
+}
+
+/// BASE with `lines` added to `kafka`.
+fn with_kafka(lines: &str) -> String {
+    BASE.replace(
+        "  topics: [orders]\n",
+        &format!("  topics: [orders]\n{lines}"),
+    )
+}
+
+/// BASE with one piece of text replaced.
+fn replacing(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from:?} is not in BASE");
+    BASE.replace(from, to)
+}
+
+struct Case {
+    name: &'static str,
+    /// `None`: the file does not exist.
+    yaml: Option<String>,
+    env: &'static [(&'static str, &'static str)],
+    code: i32,
+    stderr: &'static [&'static str],
+    stdout: &'static [&'static str],
+    /// Secrets and other text that must not appear in stdout or stderr.
+    absent: &'static [&'static str],
+}
+
+impl Case {
+    fn error(name: &'static str, yaml: String, stderr: &'static [&'static str]) -> Case {
+        Case {
+            name,
+            yaml: Some(yaml),
+            env: &[],
+            code: EXIT_CONFIG,
+            stderr,
+            stdout: &[],
+            absent: &[],
+        }
+    }
+
+    fn valid(name: &'static str, yaml: String) -> Case {
+        Case {
+            name,
+            yaml: Some(yaml),
+            env: &[],
+            code: 0,
+            stderr: &[],
+            stdout: &["is valid"],
+            absent: &[],
+        }
+    }
+
+    fn env(self, env: &'static [(&'static str, &'static str)]) -> Case {
+        Case { env, ..self }
+    }
+
+    fn absent(self, absent: &'static [&'static str]) -> Case {
+        Case { absent, ..self }
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case::valid("valid config", BASE.to_string()),
+        Case::error(
+            "not YAML at all",
+            "kafka: {bootstrap_servers: \"unterminated\n".to_string(),
+            &["unexpected end of stream", "line 2", "quoted scalar"],
+        ),
+        Case::error(
+            "tab indentation",
+            "kafka:\n\tbootstrap_servers: x\n".to_string(),
+            // No line number in this one (see the report).
+            &["cannot start any token"],
+        ),
+        Case::error("empty file", String::new(), &["missing field `kafka`"]),
+        Case::error(
+            "unknown top-level key",
+            with("kafak:\n  group_id: x\n"),
+            &[
+                "unknown field `kafak`",
+                "expected one of",
+                "`kafka`",
+                "line 7",
+            ],
+        ),
+        Case::error(
+            "unknown nested key delivery.retries",
+            with("  retries: 3\n"),
+            &["delivery", "unknown field `retries`", "`retry`", "line 7"],
+        ),
+        Case::error(
+            "missing delivery.url",
+            replacing("  url: http://127.0.0.1:8080/events\n", "  method: POST\n"),
+            &["delivery", "missing field `url`"],
+        ),
+        Case::error(
+            "empty url",
+            replacing("http://127.0.0.1:8080/events", "\"\""),
+            &[
+                "`delivery.url`",
+                "is missing",
+                "http://127.0.0.1:8080/events",
+            ],
+        ),
+        Case::error(
+            "url with ftp scheme",
+            replacing("http://127.0.0.1:8080/events", "ftp://127.0.0.1/events"),
+            &["`delivery.url`", "must start with http:// or https://"],
+        ),
+        Case::error(
+            "url with credentials",
+            replacing("http://127.0.0.1:8080/events", "http://user:pass@host/"),
+            &[
+                "`delivery.url`",
+                "must not carry credentials",
+                "delivery.headers",
+            ],
+        )
+        .absent(&["pass"]),
+        Case::error(
+            "url with credentials from the environment",
+            replacing(
+                "http://127.0.0.1:8080/events",
+                "http://user:${WEBHOOK_PASSWORD}@host/",
+            ),
+            &["`delivery.url`", "must not carry credentials"],
+        )
+        .env(&[("WEBHOOK_PASSWORD", "hunter2")])
+        .absent(&["hunter2"]),
+        Case::error(
+            "url that is not a URL",
+            replacing("http://127.0.0.1:8080/events", "\"http://exa mple/\""),
+            &[
+                "`delivery.url`",
+                "not a valid URL",
+                "http://127.0.0.1:8080/events",
+            ],
+        ),
+        Case::error(
+            "unset variable",
+            replacing("http://127.0.0.1:8080/events", "${NOPE}"),
+            &["`NOPE`", "line 6", "is not set", "${NOPE:-default}"],
+        ),
+        Case::valid(
+            "unset variable with a default",
+            replacing(
+                "http://127.0.0.1:8080/events",
+                "${NOPE:-http://127.0.0.1:8080/events}",
+            ),
+        ),
+        Case::valid(
+            "variable from the environment",
+            replacing("http://127.0.0.1:8080/events", "${WEBHOOK_URL}"),
+        )
+        .env(&[("WEBHOOK_URL", "https://hooks.example.com/orders")]),
+        Case::error(
+            "unclosed variable",
+            replacing("http://127.0.0.1:8080/events", "${WEBHOOK_URL"),
+            &["line 6", "not closed", "$$"],
+        ),
+        Case::error(
+            "max_backoff below initial_backoff",
+            with("  retry:\n    initial_backoff: 5s\n    max_backoff: 1s\n"),
+            &[
+                "`delivery.retry.max_backoff`",
+                "(1s)",
+                "initial_backoff (5s)",
+                "raise max_backoff or lower initial_backoff",
+            ],
+        ),
+        Case::error(
+            "drain_timeout equal to termination_grace_period",
+            with("shutdown:\n  drain_timeout: 30s\n  termination_grace_period: 30s\n"),
+            &[
+                "`shutdown.drain_timeout`",
+                "(30s) must be shorter than shutdown.termination_grace_period (30s)",
+                "terminationGracePeriodSeconds",
+            ],
+        ),
+        Case::error(
+            "max_in_flight 0",
+            with("  ordering: none\n  max_in_flight: 0\n"),
+            &["`delivery.max_in_flight`", "between 1 and 10000"],
+        ),
+        Case::error(
+            "dead_letter without dead_letter_topic",
+            with("  on_failure: dead_letter\n"),
+            &[
+                "`delivery.dead_letter_topic`",
+                "is required when on_failure is dead_letter",
+            ],
+        ),
+        Case::error(
+            "dead_letter_topic is a consumed topic",
+            with("  on_failure: dead_letter\n  dead_letter_topic: orders\n"),
+            &[
+                "`delivery.dead_letter_topic`",
+                "consumed topic",
+                "loop back",
+            ],
+        ),
+        Case::error(
+            "duration without unit",
+            with_kafka("  session_timeout: 10\n"),
+            // Names the section only, not `session_timeout` (see the report).
+            &["kafka", "`10` has no unit", "`10s`"],
+        ),
+        Case::error(
+            "duration with unknown unit",
+            with("  timeout: 10 parsecs\n"),
+            &["delivery", "unknown unit `parsecs`", "ms, s, m or h"],
+        ),
+        Case::error(
+            "bad ordering",
+            with("  ordering: fifo\n"),
+            &[
+                "delivery.ordering",
+                "unknown variant `fifo`",
+                "`partition`, `key`, `none`",
+            ],
+        ),
+        Case::error(
+            "bad on_failure",
+            with("  on_failure: dead-letter\n"),
+            &[
+                "delivery.on_failure",
+                "unknown variant `dead-letter`",
+                "`dead_letter`",
+            ],
+        ),
+        Case::error(
+            "retryable 2xx range",
+            with("  retry:\n    retryable_statuses: [\"200-299\"]\n"),
+            &[
+                "`delivery.retry.retryable_statuses`",
+                "200-299 includes 2xx",
+            ],
+        ),
+        Case::error(
+            "retryable status 700",
+            with("  retry:\n    retryable_statuses: [\"700\"]\n"),
+            &["delivery.retry.retryable_statuses", "700", "100-599"],
+        ),
+        Case::error(
+            "retryable status that is no status",
+            with("  retry:\n    retryable_statuses: [1.5]\n"),
+            // Names the key, but not what is wrong (see the report).
+            &["delivery.retry.retryable_statuses"],
+        ),
+        Case::error(
+            "empty topics",
+            replacing("[orders]", "[]"),
+            &["`kafka.topics`", "is empty", "at least one topic"],
+        ),
+        Case::error(
+            "invalid topic name",
+            replacing("[orders]", "[\"orders!\"]"),
+            &["`kafka.topics`", "`orders!`", "not a valid topic name"],
+        ),
+        Case::error(
+            "reserved librdkafka property",
+            with_kafka("  properties:\n    enable.auto.commit: \"true\"\n"),
+            &[
+                "`kafka.properties.enable.auto.commit`",
+                "managed by the sidecar",
+                "remove it",
+            ],
+        ),
+        Case::valid(
+            "unquoted numeric librdkafka property",
+            with_kafka("  properties:\n    fetch.min.bytes: 1\n"),
+        ),
+        Case::error(
+            "bad admin.listen",
+            with("admin:\n  listen: 9464\n"),
+            &["`admin.listen`", "0.0.0.0:9464"],
+        ),
+        Case::error(
+            "bad log.level",
+            with("log:\n  level: kafka_webhook_sidecar=loud\n"),
+            &["`log.level`", "error, warn, info, debug, trace"],
+        ),
+        Case::error(
+            "bad log.format",
+            with("log:\n  format: yaml\n"),
+            &["log.format", "unknown variant `yaml`", "`json` or `text`"],
+        ),
+        Case::error(
+            "bad HTTP method",
+            with("  method: \"P O S T\"\n"),
+            &["`delivery.method`", "use POST"],
+        ),
+        Case::error(
+            "bad header name",
+            with("  headers:\n    \"Bad Header\": x\n"),
+            &[
+                "`delivery.headers.Bad Header`",
+                "not a valid HTTP header name",
+            ],
+        ),
+        Case::error(
+            "secret header value with a newline",
+            // `\n` in a double-quoted YAML string is a newline.
+            with("  headers:\n    Authorization: \"Bearer ${APP_TOKEN}\"\n"),
+            &[
+                "`delivery.headers.Authorization`",
+                "not allowed in an HTTP header",
+            ],
+        )
+        .env(&[("APP_TOKEN", "s3cr3t\\nx")])
+        .absent(&["s3cr3t"]),
+        Case::error(
+            "secret header value breaking the YAML",
+            with("  headers:\n    Authorization: Bearer ${APP_TOKEN}\n"),
+            &["line"],
+        )
+        .env(&[("APP_TOKEN", "s3cr3t\nx")])
+        .absent(&["s3cr3t"]),
+        Case {
+            name: "missing config file",
+            yaml: None,
+            env: &[],
+            code: EXIT_CONFIG,
+            stderr: &["cannot read config file", "kws-config-test-"],
+            stdout: &[],
+            absent: &[],
+        },
+    ]
+}
+
+#[test]
+fn config_errors_table() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let file = TempConfig::new(case.name, case.yaml.as_deref());
+        let output = run(&["--config", file.path(), "--check-config"], case.env);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut problems = Vec::new();
+        if output.status.code() != Some(case.code) {
+            problems.push(format!(
+                "exit {:?}, expected {}",
+                output.status.code(),
+                case.code
+            ));
+        }
+        for needle in case.stderr {
+            if !stderr.contains(needle) {
+                problems.push(format!("stderr lacks {needle:?}"));
+            }
+        }
+        for needle in case.stdout {
+            if !stdout.contains(needle) {
+                problems.push(format!("stdout lacks {needle:?}"));
+            }
+        }
+        for needle in case.absent {
+            if stderr.contains(needle) || stdout.contains(needle) {
+                problems.push(format!("output contains {needle:?}"));
+            }
+        }
+        if case.code == EXIT_CONFIG {
+            if !stderr.starts_with("error: ") || !stdout.is_empty() {
+                problems.push("expected only an `error: …` on stderr".to_string());
+            }
+            // The file is named on a read error only; a parse error is about the file given.
+            if case.yaml.is_none() && !stderr.contains(file.path()) {
+                problems.push("stderr does not name the path".to_string());
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}: {}\n  stdout: {stdout:?}\n  stderr: {stderr:?}",
+                case.name,
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// `--check-config` validates only: it neither contacts the brokers or the endpoint nor
+/// binds the admin port.
+#[test]
+fn check_config_does_not_connect() {
+    // Port 1: nothing listens, so a connection attempt would hang or fail.
+    let closed = "kafka:\n  bootstrap_servers: 127.0.0.1:1\n  group_id: g\n  topics: [orders]\n\
+                  delivery:\n  url: http://127.0.0.1:1/\n";
+    // Listeners that would see any connection, and an admin address already taken.
+    let broker = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let watched = format!(
+        "kafka:\n  bootstrap_servers: {}\n  group_id: g\n  topics: [orders]\n\
+         delivery:\n  url: http://{}/\nadmin:\n  listen: {}\n",
+        broker.local_addr().unwrap(),
+        endpoint.local_addr().unwrap(),
+        taken.local_addr().unwrap(),
+    );
+    for (label, text) in [("closed ports", closed.to_string()), ("listeners", watched)] {
+        let file = TempConfig::new(label, Some(&text));
+        let started = Instant::now();
+        let output = run(&["--config", file.path(), "--check-config"], &[]);
+        let elapsed = started.elapsed();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{label}: stderr {:?}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "{label}: --check-config took {elapsed:?}"
+        );
+    }
+    for (name, listener) in [("broker", &broker), ("endpoint", &endpoint)] {
+        listener.set_nonblocking(true).unwrap();
+        match listener.accept() {
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("--check-config connected to the {name}: {other:?}"),
+        }
+    }
+}
