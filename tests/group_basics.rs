@@ -20,7 +20,6 @@ async fn two_members_split_partitions_and_receive_each_record_once() {
     let topic = unique("basics");
     let group = unique("basics-group");
     create_topic(&topic, PARTITIONS).await;
-    let produced = produce_keyed(&topic, 30, RECORDS).await;
 
     // (member, partition, offset, payload) of every record received.
     type Received = Vec<(usize, i32, i64, Keyed)>;
@@ -99,6 +98,8 @@ async fn two_members_split_partitions_and_receive_each_record_once() {
         assignments[0].len() + assignments[1].len(),
         PARTITIONS as usize
     );
+    // Produce only now, so both members take part (30 keys spread over all partitions).
+    let produced = produce_keyed(&topic, 30, RECORDS).await;
 
     wait_until(Duration::from_secs(60), "every record is received", || {
         let received = received.lock().unwrap();
