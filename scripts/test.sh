@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: setup, format check, a real Kafka broker, clippy, tests.
+# The one test command: setup, format check, a real Kafka broker, deploy checks, clippy,
+# tests.
 #
 #   ./scripts/test.sh
 #
@@ -106,6 +107,8 @@ else
     run_step "start Kafka (1 broker)" start_kafka || exit 1
 fi
 echo "KWS_KAFKA_SCRIPT=$KWS_KAFKA_SCRIPT"
+# Dockerfile and Helm chart: hadolint, helm lint, kubeconform, the rendered config.
+run_step "deploy checks" "$ROOT/scripts/check-deploy.sh" || true
 run_step "cargo clippy" cargo clippy --all-targets "${locked[@]}" -- -D warnings || true
 run_step "cargo test" cargo test --all-targets "${locked[@]}" || true
 
