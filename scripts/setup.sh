@@ -16,6 +16,8 @@ packages=(cmake build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev
 # The broker runs on a JVM and is fetched with Maven.
 command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
+# promtool (checks the /metrics exposition in the tests) ships in Debian's prometheus package.
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
