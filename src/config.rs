@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::serde_text;
 use crate::interpolate::{interpolate, InterpolationError};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where to consume from.
@@ -31,7 +32,7 @@ pub struct Config {
 }
 
 /// Consumer-group membership.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]` of the brokers (librdkafka `bootstrap.servers`).
@@ -51,9 +52,11 @@ pub struct KafkaConfig {
     pub group_protocol: GroupProtocol,
     /// `session.timeout.ms`: how long a silent member keeps its partitions.
     #[serde(default = "defaults::session_timeout", with = "serde_text")]
+    #[schemars(with = "String")]
     pub session_timeout: Duration,
     /// `auto.commit.interval.ms`: how often acknowledged offsets are committed.
     #[serde(default = "defaults::commit_interval", with = "serde_text")]
+    #[schemars(with = "String")]
     pub commit_interval: Duration,
     /// Where to start when the group has no committed offset: `earliest` or `latest`.
     #[serde(default)]
@@ -61,6 +64,7 @@ pub struct KafkaConfig {
     /// How long a revoked partition may take to finish its in-flight deliveries before
     /// they are abandoned (not committed; the next owner redelivers them).
     #[serde(default = "defaults::rebalance_drain_timeout", with = "serde_text")]
+    #[schemars(with = "String")]
     pub rebalance_drain_timeout: Duration,
     /// Extra librdkafka properties, passed through unchanged (SASL, TLS, fetch tuning).
     /// They override the values derived from the keys above.
@@ -68,7 +72,7 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AssignmentStrategy {
     /// Incremental: only moved partitions pause during a rebalance.
@@ -90,7 +94,7 @@ impl AssignmentStrategy {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupProtocol {
     #[default]
@@ -98,7 +102,7 @@ pub enum GroupProtocol {
     Consumer,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OffsetReset {
     #[default]
@@ -107,7 +111,7 @@ pub enum OffsetReset {
 }
 
 /// HTTP delivery.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// The endpoint, `http://` or `https://`.
@@ -117,6 +121,7 @@ pub struct DeliveryConfig {
     pub method: String,
     /// Timeout of one attempt (request and response body).
     #[serde(default = "defaults::timeout", with = "serde_text")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Static headers added to every request. Values may use `${VAR}`; they are never logged.
     #[serde(default)]
@@ -144,7 +149,7 @@ pub struct DeliveryConfig {
     pub dead_letter_topic: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Ordering {
     /// One record in flight per partition, in offset order.
@@ -156,7 +161,7 @@ pub enum Ordering {
     None,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     /// Keep retrying; nothing behind the record (its partition, or its key) is committed.
@@ -169,14 +174,16 @@ pub enum FailurePolicy {
 }
 
 /// Retry schedule: exponential backoff with full jitter.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Cap of the first backoff.
     #[serde(default = "defaults::initial_backoff", with = "serde_text")]
+    #[schemars(with = "String")]
     pub initial_backoff: Duration,
     /// Cap of any backoff, and of an honoured `Retry-After`.
     #[serde(default = "defaults::max_backoff", with = "serde_text")]
+    #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// Growth factor of the backoff cap per attempt.
     #[serde(default = "defaults::multiplier")]
@@ -195,6 +202,22 @@ pub struct RetryConfig {
 pub struct StatusRange {
     pub low: u16,
     pub high: u16,
+}
+
+impl JsonSchema for StatusRange {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StatusRange".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An HTTP status (e.g. 503) or an inclusive range written \"500-599\".",
+            "oneOf": [
+                { "type": "integer", "minimum": 100, "maximum": 599 },
+                { "type": "string", "pattern": "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$" }
+            ]
+        })
+    }
 }
 
 impl StatusRange {
@@ -262,15 +285,17 @@ impl Default for RetryConfig {
 }
 
 /// SIGTERM / SIGINT behaviour.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// Time to finish in-flight deliveries after SIGTERM before abandoning them.
     #[serde(default = "defaults::drain_timeout", with = "serde_text")]
+    #[schemars(with = "String")]
     pub drain_timeout: Duration,
     /// The pod's `terminationGracePeriodSeconds`; `drain_timeout` must be shorter, leaving
     /// room to commit and leave the group. Set it to match the pod spec.
     #[serde(default = "defaults::termination_grace_period", with = "serde_text")]
+    #[schemars(with = "String")]
     pub termination_grace_period: Duration,
 }
 
@@ -284,7 +309,7 @@ impl Default for ShutdownConfig {
 }
 
 /// The admin server.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Listen address of `/metrics`, `/healthz`, `/readyz`. Port 0 picks a free port.
@@ -301,7 +326,7 @@ impl Default for AdminConfig {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `json` or `text`.
@@ -322,7 +347,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -405,6 +430,15 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The JSON Schema of the config file (checked in as `config/config.schema.json`), for
+    /// editors that validate YAML against a schema.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Config);
+        let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes to JSON");
+        text.push('\n');
+        text
+    }
+
     /// Reads, substitutes environment variables, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {

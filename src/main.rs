@@ -22,10 +22,17 @@ struct Args {
     /// Validate the config and exit (0 if valid, 64 if not) without connecting anywhere.
     #[arg(long)]
     check_config: bool,
+    /// Print the JSON Schema of the config file and exit.
+    #[arg(long)]
+    print_config_schema: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.print_config_schema {
+        print!("{}", Config::json_schema());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(&args.config) {
         Ok(config) => config,
         Err(error) => {
