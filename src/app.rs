@@ -65,7 +65,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         _ => None,
     };
     let deliverer = Arc::new(Deliverer {
-        client: HttpClient::new(&config.delivery, in_flight_cap * 4),
+        client: HttpClient::new(&config.delivery),
         template,
         timeout: config.delivery.timeout,
         retry: config.delivery.retry.clone(),

@@ -25,8 +25,9 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// `pool_size` is how many idle connections to keep: the most that can be in flight.
-    pub fn new(config: &DeliveryConfig, pool_size: usize) -> Self {
+    /// Idle connections are kept without a count limit (concurrency is the in-flight cap
+    /// times the assigned partitions, unknown up front) and closed after 30 s unused.
+    pub fn new(config: &DeliveryConfig) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -42,7 +43,6 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(pool_size.max(1))
             .http2_only(config.http2_prior_knowledge)
             .build(tls);
         Self { client }
