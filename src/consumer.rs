@@ -364,7 +364,11 @@ pub fn client_config(config: &Config) -> ClientConfig {
                 )
                 .set(
                     "heartbeat.interval.ms",
-                    (kafka.session_timeout.as_millis() / 3).max(100).to_string(),
+                    // Members learn of a rebalance only from a heartbeat response: keep the
+                    // usual 3 s, and never more than a third of the session timeout.
+                    (kafka.session_timeout.as_millis() / 3)
+                        .clamp(100, 3000)
+                        .to_string(),
                 );
         }
         GroupProtocol::Consumer => {
