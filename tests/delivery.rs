@@ -15,6 +15,11 @@ use common::*;
 const LONG: Duration = Duration::from_secs(120);
 
 async fn delivers_everything_in_order(ordering: &str) {
+    delivers_everything_in_order_with(ordering, "").await
+}
+
+/// `kafka_extra` replaces the test default `session_timeout` line of the kafka section.
+async fn delivers_everything_in_order_with(ordering: &str, kafka_extra: &str) {
     const PARTITIONS: i32 = 6;
     const RECORDS: usize = 10_000;
     let topic = unique(&format!("bulk-{ordering}"));
@@ -22,13 +27,17 @@ async fn delivers_everything_in_order(ordering: &str) {
     create_topic(&topic, PARTITIONS).await;
     let produced = produce_keyed(&topic, 100, RECORDS).await;
     let endpoint = Endpoint::start().await;
-    let mut sidecar = Sidecar::start(&sidecar_config(
+    let mut config = sidecar_config(
         &group,
         &topic,
         &endpoint.url(),
         &format!("ordering: {ordering}\nmax_in_flight: 16"),
         "",
-    ));
+    );
+    if !kafka_extra.is_empty() {
+        config = config.replace("  session_timeout: 6s\n", &format!("  {kafka_extra}\n"));
+    }
+    let mut sidecar = Sidecar::start(&config);
     sidecar.wait_ready(LONG).await;
     endpoint
         .wait_for_requests(RECORDS, LONG)
@@ -82,6 +91,11 @@ async fn partition_mode_delivers_10k_records_once_in_offset_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_mode_delivers_10k_records_once_in_key_order() {
     delivers_everything_in_order("key").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_group_protocol_kip_848_delivers_10k_records_once_in_order() {
+    delivers_everything_in_order_with("partition", "group_protocol: consumer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
