@@ -37,8 +37,7 @@ async fn delivers_everything_in_order_with(ordering: &str, kafka_extra: &str) {
     if !kafka_extra.is_empty() {
         config = config.replace("  session_timeout: 6s\n", &format!("  {kafka_extra}\n"));
     }
-    let mut sidecar = Sidecar::start(&config);
-    sidecar.wait_ready(LONG).await;
+    let sidecar = Sidecar::start_ready(&config).await;
     endpoint
         .wait_for_requests(RECORDS, LONG)
         .await
@@ -106,14 +105,14 @@ async fn server_errors_are_retried_until_success() {
     produce_keyed(&topic, 5, 50).await;
     let endpoint = Endpoint::start().await;
     endpoint.fail_first_attempts(2, 500);
-    let mut sidecar = Sidecar::start(&sidecar_config(
+    let sidecar = Sidecar::start_ready(&sidecar_config(
         &group,
         &topic,
         &endpoint.url(),
         "ordering: key\nmax_in_flight: 8",
         "",
-    ));
-    sidecar.wait_ready(LONG).await;
+    ))
+    .await;
     endpoint
         .wait_for_requests(50, LONG)
         .await
@@ -163,8 +162,7 @@ async fn retry_after_is_honoured() {
     // Retry-After is honoured up to max_backoff, so raise the test default (500 ms).
     let config = sidecar_config(&group, &topic, &endpoint.url(), "", "")
         .replace("max_backoff: 500ms", "max_backoff: 5s");
-    let mut sidecar = Sidecar::start(&config);
-    sidecar.wait_ready(LONG).await;
+    let _sidecar = Sidecar::start_ready(&config).await;
     endpoint
         .wait_for_requests(3, LONG)
         .await
@@ -199,14 +197,14 @@ async fn bad_request_goes_to_dead_letter_topic_and_later_records_flow() {
             Reply::ok()
         }
     });
-    let mut sidecar = Sidecar::start(&sidecar_config(
+    let sidecar = Sidecar::start_ready(&sidecar_config(
         &group,
         &topic,
         &endpoint.url(),
         &format!("on_failure: dead_letter\ndead_letter_topic: {dlq}"),
         "",
-    ));
-    sidecar.wait_ready(LONG).await;
+    ))
+    .await;
     endpoint
         .wait_for_requests(9, LONG)
         .await
@@ -303,14 +301,14 @@ async fn drop_policy_counts_and_skips() {
             Reply::ok()
         }
     });
-    let mut sidecar = Sidecar::start(&sidecar_config(
+    let sidecar = Sidecar::start_ready(&sidecar_config(
         &group,
         &topic,
         &endpoint.url(),
         "on_failure: drop",
         "",
-    ));
-    sidecar.wait_ready(LONG).await;
+    ))
+    .await;
     endpoint
         .wait_for_requests(9, LONG)
         .await
@@ -337,8 +335,8 @@ async fn block_policy_holds_the_commit_at_the_first_undelivered_record() {
     create_topic(&topic, 1).await;
     produce_keyed(&topic, 1, 5).await;
     let endpoint = Endpoint::start().await;
-    let mut sidecar = Sidecar::start(&sidecar_config(&group, &topic, &endpoint.url(), "", ""));
-    sidecar.wait_ready(LONG).await;
+    let _sidecar =
+        Sidecar::start_ready(&sidecar_config(&group, &topic, &endpoint.url(), "", "")).await;
     endpoint
         .wait_for_requests(5, LONG)
         .await
@@ -414,8 +412,7 @@ async fn hanging_endpoint_times_out_and_is_retried() {
     endpoint.hang_first_attempt();
     let config = sidecar_config(&group, &topic, &endpoint.url(), "", "")
         .replace("timeout: 5s", "timeout: 500ms");
-    let mut sidecar = Sidecar::start(&config);
-    sidecar.wait_ready(LONG).await;
+    let sidecar = Sidecar::start_ready(&config).await;
     endpoint
         .wait_for_requests(3, LONG)
         .await
@@ -451,8 +448,7 @@ async fn kill_9_then_restart_loses_nothing_and_bounds_duplicates() {
         &format!("ordering: key\nmax_in_flight: {CAP}"),
         "",
     );
-    let mut first = Sidecar::start(&config);
-    first.wait_ready(LONG).await;
+    let mut first = Sidecar::start_ready(&config).await;
     endpoint
         .wait_for_requests(RECORDS / 3, LONG)
         .await
@@ -461,8 +457,7 @@ async fn kill_9_then_restart_loses_nothing_and_bounds_duplicates() {
     let killed_at = Instant::now();
     let before_kill = endpoint.successful_requests();
 
-    let mut second = Sidecar::start(&config);
-    second.wait_ready(LONG).await;
+    let _second = Sidecar::start_ready(&config).await;
     wait_until(LONG, "every record delivered after the restart", || {
         endpoint.distinct_successful_ids().len() == RECORDS
     })
@@ -518,8 +513,8 @@ async fn records_of_every_shape_are_delivered() {
     )
     .await;
     let endpoint = Endpoint::start().await;
-    let mut sidecar = Sidecar::start(&sidecar_config(&group, &topic, &endpoint.url(), "", ""));
-    sidecar.wait_ready(LONG).await;
+    let sidecar =
+        Sidecar::start_ready(&sidecar_config(&group, &topic, &endpoint.url(), "", "")).await;
     endpoint
         .wait_for_requests(5, LONG)
         .await

@@ -116,16 +116,6 @@ struct Instance {
     sidecar: Sidecar,
 }
 
-/// The value of one exactly named series (`name{labels}` as rendered) in a metrics text.
-fn series(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            (series == name).then(|| value.trim().parse().ok())?
-        })
-}
-
 /// Rebalance callbacks seen by one instance, by kind.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Rebalances {
@@ -488,11 +478,6 @@ fn assert_offsets_contiguous_in_order(deliveries: &[Delivery], end: &[i64]) {
     }
 }
 
-/// The request list as `RecordedRequest`s, for `assert_per_key_order`.
-fn successful(endpoint: &Endpoint) -> Vec<RecordedRequest> {
-    endpoint.successful_requests()
-}
-
 /// Waits until every partition had a successful delivery at or after `mark` (an index into the
 /// endpoint's request list), then returns each partition's current deliverer (the instance of
 /// its latest delivery).
@@ -653,12 +638,7 @@ async fn cooperative_scale_out_standby_and_graceful_scale_in() {
     wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
 
-    let deliveries = delivered(&endpoint);
-    eprintln!("{}", describe_handovers(&deliveries));
-    assert_exactly_once(&deliveries, &produced);
-    assert_per_key_order(&successful(&endpoint));
-    assert_clean_handovers(&deliveries);
-    assert_offsets_contiguous_in_order(&deliveries, &end_offsets(&topic, PARTITIONS));
+    let deliveries = assert_graceful_run("cooperative-sticky", &endpoint, &produced, &topic);
     assert!(
         deliveries
             .iter()
@@ -666,13 +646,30 @@ async fn cooperative_scale_out_standby_and_graceful_scale_in() {
             .all(|d| d.at >= a_stopped),
         "standby d delivered before a left"
     );
-    // Every failed attempt would show up as an extra request.
+}
+
+/// What a run of only graceful handovers promises: every record exactly once (not even a
+/// failed attempt extra), per-key order, each partition's offsets contiguous and in order, and
+/// no partition delivered by two instances at once. Returns the deliveries for more checks.
+fn assert_graceful_run(
+    label: &str,
+    endpoint: &Endpoint,
+    produced: &[Keyed],
+    topic: &str,
+) -> Vec<Delivery> {
+    let deliveries = delivered(endpoint);
+    eprintln!("{label}: {}", describe_handovers(&deliveries));
+    assert_exactly_once(&deliveries, produced);
+    assert_per_key_order(&endpoint.successful_requests());
+    assert_clean_handovers(&deliveries);
+    assert_offsets_contiguous_in_order(&deliveries, &end_offsets(topic, PARTITIONS));
     assert_eq!(
         endpoint.request_count(),
         produced.len(),
         "{}",
         endpoint.summary()
     );
+    deliveries
 }
 
 /// The eager assignors: a, then b join; a is stopped (b takes everything); c joins; b is
@@ -738,18 +735,7 @@ async fn eager_handovers(strategy: &str) {
     wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
 
-    let deliveries = delivered(&endpoint);
-    eprintln!("{strategy}: {}", describe_handovers(&deliveries));
-    assert_exactly_once(&deliveries, &produced);
-    assert_per_key_order(&successful(&endpoint));
-    assert_clean_handovers(&deliveries);
-    assert_offsets_contiguous_in_order(&deliveries, &end_offsets(&topic, PARTITIONS));
-    assert_eq!(
-        endpoint.request_count(),
-        produced.len(),
-        "{}",
-        endpoint.summary()
-    );
+    assert_graceful_run(strategy, &endpoint, &produced, &topic);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -861,7 +847,7 @@ async fn kill_9_of_one_member_moves_its_partitions_after_the_session_timeout() {
             );
         }
     }
-    assert_per_key_order(&successful(&endpoint));
+    assert_per_key_order(&endpoint.successful_requests());
     // b resumed a's partitions from a's last commit: nothing of b's own partition moved.
     let after_kill: Vec<&Delivery> = deliveries.iter().filter(|d| d.at >= killed_at).collect();
     assert!(after_kill.iter().all(|d| d.instance == "b"));
@@ -1061,7 +1047,7 @@ async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
         );
     }
     assert_exactly_once(&deliveries, &produced);
-    assert_per_key_order(&successful(&endpoint));
+    assert_per_key_order(&endpoint.successful_requests());
     assert_clean_handovers(&deliveries);
 }
 
@@ -1157,7 +1143,7 @@ async fn outage_longer_than_max_poll_interval_keeps_the_member_in_the_group() {
 
     let deliveries = delivered(&endpoint);
     assert_exactly_once(&deliveries, &produced);
-    assert_per_key_order(&successful(&endpoint));
+    assert_per_key_order(&endpoint.successful_requests());
     assert_clean_handovers(&deliveries);
     for d in deliveries.iter().filter(|d| d.at >= settled) {
         assert_eq!(

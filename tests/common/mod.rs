@@ -306,6 +306,16 @@ pub fn sidecar_config(
     )
 }
 
+/// The value of one exactly named series (`name{labels}` as rendered) in a metrics text.
+pub fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            (series == name).then(|| value.trim().parse().ok())?
+        })
+}
+
 /// A sidecar process started from the built binary.
 pub struct Sidecar {
     pub child: Child,
@@ -318,6 +328,13 @@ impl Sidecar {
     /// Starts the binary with `config` (its `ADMIN_PORT` placeholder replaced by a free port).
     pub fn start(config: &str) -> Sidecar {
         Self::start_with_env(config, &[])
+    }
+
+    /// Starts the binary and waits until it joined the group (`/readyz`).
+    pub async fn start_ready(config: &str) -> Sidecar {
+        let mut sidecar = Self::start(config);
+        sidecar.wait_ready(Duration::from_secs(120)).await;
+        sidecar
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Sidecar {
@@ -391,13 +408,11 @@ impl Sidecar {
             .unwrap_or_default()
     }
 
-    /// The value of one series, e.g. `kws_deliveries_total{outcome="success",topic="t"}`
-    /// (labels in the order Prometheus renders them: alphabetical). Sums nothing.
-    pub fn metric(&self, series: &str) -> Option<f64> {
-        self.metrics().lines().find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
+    /// The value of one exactly named series, e.g.
+    /// `kws_deliveries_total{outcome="success",topic="t"}` (labels in the order Prometheus
+    /// renders them: alphabetical).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        series(&self.metrics(), name)
     }
 
     pub fn logs(&self) -> String {
