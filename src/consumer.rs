@@ -2,7 +2,7 @@
 //! workers, commit before release), the consumer's configuration, and the pump thread that polls
 //! the main queue so callbacks are served and the member stays in the group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -236,13 +236,9 @@ fn commit_final(
 ) {
     let mut list = TopicPartitionList::new();
     for ((topic, partition), committable) in exits {
-        if let Some(offset) = committable {
-            if list
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .is_err()
-            {
-                continue;
-            }
+        let Some(offset) = committable else { continue };
+        if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            warn!(topic = %topic, partition, %error, "Cannot commit this revoked partition; its next owner redelivers from the last commit");
         }
     }
     if list.count() == 0 {
@@ -390,7 +386,7 @@ pub fn producer_base_config(config: &Config) -> ClientConfig {
     const CONSUMER_ONLY: [&str; 4] = ["fetch.", "queued.", "partition.assignment", "group."];
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.kafka.bootstrap_servers);
-    let passthrough: BTreeMap<&String, &String> = config
+    let passthrough = config
         .kafka
         .properties
         .iter()
@@ -406,8 +402,7 @@ pub fn producer_base_config(config: &Config) -> ClientConfig {
                     | "enable.partition.eof"
                     | "isolation.level"
             )
-        })
-        .collect();
+        });
     for (key, value) in passthrough {
         client.set(key, value);
     }
