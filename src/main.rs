@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use kafka_webhook_sidecar::{app, config::Config, logging, signals, EXIT_CONFIG, EXIT_FORCED};
 
+/// mimalloc instead of glibc malloc for Rust's allocations: records, requests and tasks are
+/// allocated on one thread and freed on another, where glibc's arena locks showed up in the
+/// profile (bench/README.md has the figures).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Delivers Kafka records to an HTTP endpoint, committing only after acknowledgement.
 #[derive(Parser)]
 #[command(version, about)]
