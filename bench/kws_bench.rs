@@ -1,0 +1,453 @@
+//! The benchmark's own tools, driven by `bench/run.py`; not part of the product.
+//!
+//! - `receiver`: a fast HTTP endpoint (hyper, HTTP/1.1 keep-alive) that answers 200 after
+//!   an optional delay, counts requests and distinct records (the sequence number at the
+//!   start of each body) and measures each record's latency from its `kafka-timestamp`
+//!   header (the broker's append time with `LogAppendTime`) to its arrival. `GET /stats`
+//!   reports, `POST /reset` clears.
+//! - `create-topic`: a topic with `message.timestamp.type=LogAppendTime`.
+//! - `produce`: a backlog of fixed-size keyed records, as fast as the broker takes them.
+//! - `produce-rate`: an open-loop producer at a fixed rate (sends on schedule, never waits
+//!   for acknowledgements).
+//! - `wait-committed`: polls a group's committed offsets until they reach a target sum.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(about = "Benchmark tools for kafka-webhook-sidecar (driven by bench/run.py)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the counting HTTP endpoint; prints `listening <addr>` once bound.
+    Receiver {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Answer each request after this many milliseconds.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    CreateTopic {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+    },
+    Produce {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Distinct keys, assigned round-robin (`key-{i % keys}`).
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        /// First sequence number written into the bodies.
+        #[arg(long, default_value_t = 0)]
+        first_seq: u64,
+    },
+    ProduceRate {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        /// Records per second.
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seq: u64,
+    },
+    WaitCommitted {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// Sum of committed offsets over all partitions to wait for.
+        #[arg(long)]
+        target: i64,
+        #[arg(long, default_value_t = 600.0)]
+        timeout_s: f64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Receiver {
+            listen,
+            delay_ms,
+            threads,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .enable_all()
+            .build()?
+            .block_on(receiver(listen, Duration::from_millis(delay_ms))),
+        Command::CreateTopic {
+            bootstrap,
+            topic,
+            partitions,
+        } => create_topic(&bootstrap, &topic, partitions),
+        Command::Produce {
+            bootstrap,
+            topic,
+            count,
+            size,
+            keys,
+            first_seq,
+        } => produce(&bootstrap, &topic, count, size, keys, first_seq, None),
+        Command::ProduceRate {
+            bootstrap,
+            topic,
+            rate,
+            seconds,
+            size,
+            keys,
+            first_seq,
+        } => {
+            let count = (rate as f64 * seconds).round() as u64;
+            produce(&bootstrap, &topic, count, size, keys, first_seq, Some(rate))
+        }
+        Command::WaitCommitted {
+            bootstrap,
+            group,
+            topic,
+            target,
+            timeout_s,
+        } => wait_committed(&bootstrap, &group, &topic, target, timeout_s),
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiver
+
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    duplicates: u64,
+    distinct: u64,
+    /// Bit per sequence number seen.
+    seen: Vec<u64>,
+    /// Microseconds from append time to arrival, one per request that carried a timestamp.
+    latencies_us: Vec<i64>,
+    first_us: u64,
+    last_us: u64,
+}
+
+struct Receiver {
+    delay: Duration,
+    tally: Mutex<Tally>,
+    /// Requests being answered right now, and the most at once since the last reset.
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+impl Receiver {
+    fn record(&self, body: &[u8], timestamp_ms: Option<i64>) {
+        let now = unix_micros();
+        let seq = parse_seq(body);
+        let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        tally.requests += 1;
+        if tally.first_us == 0 {
+            tally.first_us = now;
+        }
+        tally.last_us = now;
+        if let Some(ms) = timestamp_ms {
+            tally.latencies_us.push(now as i64 - ms * 1000);
+        }
+        if let Some(seq) = seq {
+            let (word, bit) = ((seq / 64) as usize, seq % 64);
+            if tally.seen.len() <= word {
+                tally.seen.resize(word + 1024, 0);
+            }
+            if tally.seen[word] & (1 << bit) != 0 {
+                tally.duplicates += 1;
+            } else {
+                tally.seen[word] |= 1 << bit;
+                tally.distinct += 1;
+            }
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        let mut latencies = tally.latencies_us.clone();
+        latencies.sort_unstable();
+        let pct = |q: f64| -> Option<f64> {
+            if latencies.is_empty() {
+                return None;
+            }
+            let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+            Some(latencies[rank - 1] as f64 / 1000.0)
+        };
+        json!({
+            "requests": tally.requests,
+            "distinct": tally.distinct,
+            "duplicates": tally.duplicates,
+            "first_us": tally.first_us,
+            "last_us": tally.last_us,
+            "peak_in_flight": self.peak_in_flight.load(Ordering::Relaxed),
+            "latency_ms": {
+                "count": latencies.len(),
+                "p50": pct(0.50),
+                "p99": pct(0.99),
+                "p999": pct(0.999),
+                "max": latencies.last().map(|v| *v as f64 / 1000.0),
+            },
+        })
+    }
+
+    fn reset(&self) {
+        *self.tally.lock().unwrap_or_else(|p| p.into_inner()) = Tally::default();
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// The sequence number at the start of a benchmark body: ASCII digits up to the first `|`.
+fn parse_seq(body: &[u8]) -> Option<u64> {
+    let end = body.iter().take(20).position(|b| *b == b'|')?;
+    std::str::from_utf8(&body[..end]).ok()?.parse().ok()
+}
+
+async fn receiver(listen: SocketAddr, delay: Duration) -> Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .context("binding receiver")?;
+    println!("listening {}", listener.local_addr()?);
+    let state = Arc::new(Receiver {
+        delay,
+        tally: Mutex::new(Tally::default()),
+        in_flight: AtomicU64::new(0),
+        peak_in_flight: AtomicU64::new(0),
+    });
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let _ = ConnBuilder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    state: Arc<Receiver>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if req.method() == http::Method::GET && path == "/stats" {
+        return Ok(Response::new(Full::new(Bytes::from(
+            state.stats().to_string(),
+        ))));
+    }
+    if req.method() == http::Method::POST && path == "/reset" {
+        state.reset();
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
+    let now_in_flight = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    state
+        .peak_in_flight
+        .fetch_max(now_in_flight, Ordering::Relaxed);
+    let timestamp_ms = req
+        .headers()
+        .get("kafka-timestamp")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    let body = match req.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            state.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return Ok(response);
+        }
+    };
+    state.record(&body, timestamp_ms);
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
+    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    Ok(Response::new(Full::new(Bytes::new())))
+}
+
+// ---------------------------------------------------------------------------------------
+// Kafka tools
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("message.timestamp.type", "LogAppendTime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(admin.create_topics(
+        [&new_topic],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+    ))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            bail!("creating topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// Sends `count` records; with `rate`, on an open-loop schedule of `rate` per second.
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    count: u64,
+    size: usize,
+    keys: u64,
+    first_seq: u64,
+    rate: Option<u64>,
+) -> Result<()> {
+    let linger = if rate.is_some() { "0" } else { "20" };
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", linger)
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "none")
+        .set("acks", "all")
+        .create()?;
+    let keys = keys.max(1);
+    let started = Instant::now();
+    let mut value = vec![b'x'; size.max(21)];
+    for i in 0..count {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let seq = first_seq + i;
+        let prefix = format!("{seq}|");
+        value[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let key = format!("key-{}", i % keys);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    if e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                        bail!("producing: {e}");
+                    }
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("flushing the producer")?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"records": count, "seconds": elapsed, "per_second": count as f64 / elapsed})
+    );
+    Ok(())
+}
+
+fn wait_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    target: i64,
+    timeout_s: f64,
+) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p as i32);
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
+    loop {
+        // Transient errors (the coordinator still loading, NotCoordinator) are retried.
+        let sum: i64 = match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(committed) => committed
+                .elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                })
+                .sum(),
+            Err(error) => {
+                eprintln!("committed offsets: {error} (retrying)");
+                0
+            }
+        };
+        if sum >= target || Instant::now() >= deadline {
+            println!(
+                "{}",
+                json!({"committed": sum, "reached": sum >= target, "at_us": unix_micros()})
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

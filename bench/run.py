@@ -1,0 +1,623 @@
+#!/usr/bin/env python3
+"""Runs every benchmark scenario in one go and prints the table (see bench/README.md).
+
+Started by bench/run.sh, which builds the binaries and starts the broker; this script
+only drives processes and measures them. Every figure comes from this one run, so ratios
+between figures hold even on a noisy machine.
+
+Per run of a consumer (ours or a peer) against a pre-produced backlog:
+  - records/s delivered: distinct records seen by the receiver / (last - first arrival);
+  - records/s committed: backlog / (time the group's committed offsets reached the end
+    - first arrival), i.e. delivered, acknowledged and committed;
+  - CPU s per 100k records: the process's user+system time (/proc/PID/stat) at that
+    moment, scaled; the broker's CPU over the same run is reported beside it;
+  - peak RSS: the process's VmHWM.
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def log(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ process readings --
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} missing for pid {pid}")
+
+
+def machine_busy():
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def mib(kib):
+    return round(kib / 1024, 1)
+
+
+class Proc:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name, cmd, workdir, env=None):
+        self.name = name
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=30):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} ignored SIGTERM for {timeout}s; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+    def tail(self, lines=20):
+        with open(self.log_path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+
+def wait_for(what, predicate, timeout, interval=0.1, proc=None):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited while waiting for {what}:\n{proc.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def http_post(url, timeout=5):
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+# ------------------------------------------------------------------------ the bench --
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tool = args.tool
+        self.bootstrap = args.bootstrap
+        self.workdir = tempfile.mkdtemp(prefix="kws-bench.")
+        self.broker_pid = args.broker_pid
+        self.results = {}
+        self.receivers = {}
+
+    # -- helpers -------------------------------------------------------------------
+
+    def run_tool(self, *argv, timeout=900):
+        out = subprocess.run([self.tool, *map(str, argv)], check=True, capture_output=True,
+                             text=True, timeout=timeout)
+        return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+
+    def receiver(self, delay_ms):
+        if delay_ms not in self.receivers:
+            proc = Proc(f"receiver-{delay_ms}ms", [self.tool, "receiver", "--delay-ms",
+                                                  str(delay_ms)], self.workdir)
+            line = wait_for("the receiver's address", lambda: _first_line(proc.log_path),
+                            30, proc=proc)
+            proc.url = "http://" + line.split()[1] + "/"
+            self.receivers[delay_ms] = proc
+        return self.receivers[delay_ms]
+
+    def stats(self, receiver):
+        return json.loads(http_get(receiver.url + "stats"))
+
+    def reset(self, receiver):
+        http_post(receiver.url + "reset")
+
+    def create_topic(self, name):
+        self.run_tool("create-topic", "--bootstrap", self.bootstrap, "--topic", name,
+                      "--partitions", self.args.partitions)
+
+    def produce(self, topic, count, first_seq=0):
+        result = self.run_tool("produce", "--bootstrap", self.bootstrap, "--topic", topic,
+                               "--count", count, "--size", self.args.record_size,
+                               "--keys", self.args.keys, "--first-seq", first_seq)
+        log(f"produced {count} records to {topic} at {result['per_second']:.0f}/s")
+        return result
+
+    def broker_cpu(self):
+        return cpu_seconds(self.broker_pid) if self.broker_pid else None
+
+    # -- the consumers -------------------------------------------------------------
+
+    def ours(self, name, group, topic, url, ordering, cap):
+        admin_port = _free_port()
+        config = {
+            "kafka": {
+                "bootstrap_servers": self.bootstrap, "group_id": group, "topics": [topic],
+                "auto_offset_reset": "earliest", "commit_interval": "1s",
+            },
+            "delivery": {"url": url, "ordering": ordering, "max_in_flight": cap,
+                         "timeout": "10s"},
+            "admin": {"listen": f"127.0.0.1:{admin_port}"},
+            "log": {"format": "text", "level": "info"},
+        }
+        path = os.path.join(self.workdir, f"{name}.yaml")
+        with open(path, "w") as f:
+            json.dump(config, f)  # JSON is YAML
+        proc = Proc(name, [self.args.sidecar, "--config", path], self.workdir)
+        proc.admin = f"http://127.0.0.1:{admin_port}"
+        return proc
+
+    def sarama(self, name, group, topic, url):
+        return Proc(name, [self.args.sarama, "-brokers", self.bootstrap, "-group", group,
+                           "-topic", topic, "-url", url], self.workdir)
+
+    def benthos(self, name, group, topic, url, cap):
+        # At-least-once as Benthos documents it: the kafka_franz input commits an offset
+        # only once every message up to it was acknowledged by the output; up to
+        # checkpoint_limit messages per partition are in flight; the http_client output
+        # retries failed requests (auto_replay_nacks) and sends one message per request.
+        config = f"""
+http: {{enabled: false}}
+logger: {{level: WARN}}
+metrics: {{none: {{}}}}
+input:
+  kafka_franz:
+    seed_brokers: ["{self.bootstrap}"]
+    topics: ["{topic}"]
+    consumer_group: "{group}"
+    start_from_oldest: true
+    checkpoint_limit: {cap}
+    commit_period: 1s
+output:
+  http_client:
+    url: "{url}"
+    verb: POST
+    timeout: 10s
+    max_in_flight: {cap * self.args.partitions}
+    headers:
+      Content-Type: application/octet-stream
+"""
+        path = os.path.join(self.workdir, f"{name}.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        return Proc(name, [self.args.benthos, "-c", path], self.workdir)
+
+    def kinds(self, url, cap):
+        """Every consumer under test: name -> (description, make(name, group, topic) -> Proc)."""
+        p = self.args.partitions
+        kinds = {
+            "ours-partition": (f"ours, partition mode ({p} in flight)",
+                               lambda n, g, t: self.ours(n, g, t, url, "partition", 1)),
+            "ours-key": (f"ours, key mode ({cap}/partition, {cap * p} in flight)",
+                         lambda n, g, t: self.ours(n, g, t, url, "key", cap)),
+            "ours-none": (f"ours, none mode ({cap}/partition, {cap * p} in flight)",
+                          lambda n, g, t: self.ours(n, g, t, url, "none", cap)),
+        }
+        if self.args.sarama:
+            kinds["sarama-baseline"] = (
+                f"Sarama baseline (blocking POST per partition, {p} in flight)",
+                lambda n, g, t: self.sarama(n, g, t, url))
+        if self.args.benthos:
+            kinds["benthos"] = (
+                f"Benthos v4.27 kafka_franz→http_client ({cap}/partition, {cap * p} in flight)",
+                lambda n, g, t: self.benthos(n, g, t, url, cap))
+            kinds["benthos-ordered"] = (
+                f"Benthos v4.27, checkpoint_limit 1 ({p} in flight)",
+                lambda n, g, t: self.benthos(n, g, t, url, 1))
+        return kinds
+
+    # -- scenarios -----------------------------------------------------------------
+
+    def drain_backlog(self, name, make, topic, count, receiver):
+        """Runs one consumer over the whole backlog of `topic` and measures it."""
+        self.reset(receiver)
+        group = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+        broker_before = self.broker_cpu()
+        receiver_before = cpu_seconds(receiver.pid)
+        busy_before = machine_busy()
+        proc = make(name, group, topic)
+        started = time.time()
+        busy_from_first = None
+        watcher = subprocess.Popen(
+            [self.tool, "wait-committed", "--bootstrap", self.bootstrap, "--group", group,
+             "--topic", topic, "--target", str(count), "--timeout-s",
+             str(self.args.run_timeout)], stdout=subprocess.PIPE, text=True)
+        while watcher.poll() is None:
+            if not proc.alive():
+                watcher.kill()
+                raise RuntimeError(f"{name} exited early:\n{proc.tail()}")
+            if busy_from_first is None and self.stats(receiver)["requests"] > 0:
+                busy_from_first = machine_busy()  # the machine's share once records flow
+            time.sleep(0.1)
+        done = json.loads(watcher.stdout.read().strip().splitlines()[-1])
+        cpu = cpu_seconds(proc.pid)
+        hwm = status_kib(proc.pid, "VmHWM")
+        broker = self.broker_cpu()
+        receiver_cpu = cpu_seconds(receiver.pid) - receiver_before
+        busy_after = machine_busy()
+        code = proc.stop()
+        stats = self.stats(receiver)
+        if not done["reached"]:
+            raise RuntimeError(f"{name}: committed {done['committed']} of {count} within "
+                               f"{self.args.run_timeout}s:\n{proc.tail()}")
+        first = stats["first_us"] / 1e6
+        span = max(stats["last_us"] / 1e6 - first, 1e-6)
+        result = {
+            "records": count,
+            "distinct_delivered": stats["distinct"],
+            "duplicates": stats["duplicates"],
+            "requests": stats["requests"],
+            "delivered_per_s": round(stats["distinct"] / span),
+            "committed_per_s": round(count / max(done["at_us"] / 1e6 - first, 1e-6)),
+            "startup_s": round(first - started, 2),
+            "cpu_s_per_100k": round(cpu / count * 1e5, 2),
+            "broker_cpu_s_per_100k": (round((broker - broker_before) / count * 1e5, 2)
+                                      if broker is not None else None),
+            "receiver_cpu_s_per_100k": round(receiver_cpu / count * 1e5, 2),
+            "machine_cpu_busy_pct": round(
+                100 * (busy_after[0] - (busy_from_first or busy_before)[0])
+                / max(busy_after[1] - (busy_from_first or busy_before)[1], 1), 1),
+            "peak_rss_mib": mib(hwm),
+            "exit_code": code,
+        }
+        if stats["distinct"] != count:
+            result["error"] = f"receiver saw {stats['distinct']} distinct of {count} records"
+        log(f"{name}: {result}")
+        return result
+
+    def ceilings(self, topic, count, receiver, concurrencies):
+        out = {}
+        lua = os.path.join(self.workdir, "post.lua")
+        with open(lua, "w") as f:
+            f.write('wrk.method = "POST"\n'
+                    f'wrk.body = string.rep("x", {self.args.record_size})\n'
+                    'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        for c in concurrencies:
+            self.reset(receiver)
+            receiver_before, busy_before = cpu_seconds(receiver.pid), machine_busy()
+            out_text = subprocess.run(
+                ["wrk", "-t", "2", "-c", str(c), "-d", f"{self.args.wrk_seconds}s", "-s", lua,
+                 receiver.url], check=True, capture_output=True, text=True).stdout
+            rate = float(next(l for l in out_text.splitlines()
+                              if l.startswith("Requests/sec:")).split()[1])
+            out[f"http_wrk_c{c}_per_s"] = round(rate)
+            served = self.stats(receiver)["requests"]
+            busy = machine_busy()
+            out[f"http_wrk_c{c}_receiver_cpu_s_per_100k"] = round(
+                (cpu_seconds(receiver.pid) - receiver_before) / max(served, 1) * 1e5, 2)
+            out[f"http_wrk_c{c}_machine_cpu_busy_pct"] = round(
+                100 * (busy[0] - busy_before[0]) / max(busy[1] - busy_before[1], 1), 1)
+            log(f"wrk -c {c}: {rate:.0f} requests/s")
+        started = time.monotonic()
+        subprocess.run(["kcat", "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning",
+                        "-e", "-q"], check=True, stdout=subprocess.DEVNULL)
+        elapsed = time.monotonic() - started
+        out["kcat_consume_per_s"] = round(count / elapsed)
+        log(f"kcat: {count} records in {elapsed:.2f}s")
+        return out
+
+    def slow(self, topic, kinds, cap):
+        """Windowed rate against the slow endpoint, after a warm-up."""
+        receiver = self.receivers[self.args.slow_ms]
+        out = {}
+        for name, (_, make) in kinds.items():
+            self.reset(receiver)
+            proc = make(f"slow-{name}", f"bench-slow-{name}-{uuid.uuid4().hex[:8]}", topic)
+            wait_for(f"{name}'s first deliveries", lambda: self.stats(receiver)["requests"] >= 50,
+                     60, proc=proc)
+            time.sleep(1.0)  # warm-up: connections opened, every partition flowing
+            a, ta = self.stats(receiver)["requests"], time.monotonic()
+            time.sleep(self.args.slow_seconds)  # the measurement window
+            b, tb = self.stats(receiver)["requests"], time.monotonic()
+            peak = self.stats(receiver)["peak_in_flight"]
+            proc.stop()
+            rate = (b - a) / (tb - ta)
+            out[name] = {"per_s": round(rate, 1), "peak_in_flight": peak}
+            log(f"slow {name}: {rate:.1f}/s, peak in flight {peak}")
+        c = cap * self.args.partitions
+        ideal = c / (self.args.slow_ms / 1000)
+        out["cap_total"] = c
+        out["ideal_per_s"] = ideal
+        out["ours_key_ratio_to_ideal"] = round(out["ours-key"]["per_s"] / ideal, 3)
+        return out
+
+    def latency(self, kinds):
+        receiver = self.receivers[0]
+        out = {}
+        for name, (_, make) in kinds.items():
+            topic = f"bench-latency-{name}-{uuid.uuid4().hex[:6]}"
+            self.create_topic(topic)
+            proc = make(f"latency-{name}", f"bench-lat-{name}-{uuid.uuid4().hex[:8]}", topic)
+            # Warm-up until every partition delivered: joins done, connections open.
+            warm = self.args.latency_rate * 3
+            self.reset(receiver)
+            self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
+                          "--rate", self.args.latency_rate, "--seconds", 3,
+                          "--keys", self.args.keys)
+            wait_for(f"{name}'s warm-up records", lambda: self.stats(receiver)["distinct"] >= warm,
+                     120, proc=proc)
+            self.reset(receiver)
+            cpu_before = cpu_seconds(proc.pid)
+            broker_before = self.broker_cpu()
+            n = int(self.args.latency_rate * self.args.latency_seconds)
+            self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
+                          "--rate", self.args.latency_rate, "--seconds",
+                          self.args.latency_seconds, "--keys", self.args.keys,
+                          "--first-seq", warm)
+            wait_for(f"{name}'s measured records",
+                     lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
+            stats = self.stats(receiver)
+            cpu = cpu_seconds(proc.pid) - cpu_before
+            broker = self.broker_cpu()
+            proc.stop()
+            out[name] = {**stats["latency_ms"], "rate": self.args.latency_rate,
+                         "cpu_s_per_100k": round(cpu / n * 1e5, 2),
+                         "broker_cpu_s_per_100k": (round((broker - broker_before) / n * 1e5, 2)
+                                                   if broker is not None else None)}
+            log(f"latency {name}: {out[name]}")
+        return out
+
+    def idle_rss(self, kinds):
+        receiver = self.receivers[0]
+        topic = f"bench-idle-{uuid.uuid4().hex[:6]}"
+        self.create_topic(topic)
+        out = {}
+        for name, (_, make) in kinds.items():
+            proc = make(f"idle-{name}", f"bench-idle-{name}-{uuid.uuid4().hex[:8]}", topic)
+            # Assigned and caught up: a record produced now reaches the receiver.
+            self.reset(receiver)
+            self.run_tool("produce", "--bootstrap", self.bootstrap, "--topic", topic,
+                          "--count", self.args.partitions * 10, "--keys", self.args.keys)
+            wait_for(f"{name} to own every partition",
+                     lambda: self.stats(receiver)["distinct"] >= self.args.partitions * 10,
+                     120, proc=proc)
+            samples = []
+            for _ in range(int(self.args.idle_seconds * 10)):
+                samples.append(status_kib(proc.pid, "VmRSS"))
+                time.sleep(0.1)
+            proc.stop()
+            out[name] = {"rss_mib": mib(samples[-1]), "max_rss_mib": mib(max(samples))}
+            log(f"idle {name}: {out[name]}")
+        return out
+
+    # -- everything ----------------------------------------------------------------
+
+    def run(self):
+        a, p, cap = self.args, self.args.partitions, self.args.cap
+        fast = self.receiver(0)
+        self.receiver(a.slow_ms)
+        topic = f"bench-backlog-{uuid.uuid4().hex[:6]}"
+        self.create_topic(topic)
+        self.results["backlog_produce"] = self.produce(topic, a.records)
+
+        log("ceilings")
+        self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
+
+        kinds = self.kinds(fast.url, cap)
+        self.results["fast"] = {}
+        for name, (description, make) in kinds.items():
+            log(f"fast endpoint: {description}")
+            result = self.drain_backlog(name, make, topic, a.records, fast)
+            result["description"] = description
+            self.results["fast"][name] = result
+
+        log(f"slow endpoint ({a.slow_ms} ms)")
+        slow_kinds = self.kinds(self.receivers[a.slow_ms].url, a.slow_cap)
+        self.results["slow"] = self.slow(
+            topic, {k: slow_kinds[k] for k in ("ours-key", "ours-partition", "sarama-baseline",
+                                               "benthos") if k in slow_kinds}, a.slow_cap)
+
+        log(f"latency at {a.latency_rate}/s")
+        self.results["latency"] = self.latency(
+            {k: kinds[k] for k in ("ours-partition", "ours-key", "sarama-baseline")
+             if k in kinds})
+
+        log("idle RSS")
+        self.results["idle"] = self.idle_rss(
+            {k: kinds[k] for k in ("ours-partition", "ours-key", "sarama-baseline", "benthos")
+             if k in kinds})
+
+        if a.big_records:
+            log(f"{a.big_records}-record backlog")
+            big = f"bench-big-{uuid.uuid4().hex[:6]}"
+            self.create_topic(big)
+            self.results["big_backlog_produce"] = self.produce(big, a.big_records)
+            self.results["big_backlog"] = {
+                name: self.drain_backlog(f"big-{name}", kinds[name][1], big, a.big_records, fast)
+                for name in ("ours-partition", "ours-key")}
+        return self.results
+
+    def stop(self):
+        for proc in self.receivers.values():
+            proc.stop()
+
+
+# ------------------------------------------------------------------------- the report --
+
+def targets(r, args):
+    """Each target of issue 6 with the figure measured in this run."""
+    fast, ceil = r["fast"], r["ceilings"]
+    concurrency = args.partitions * args.cap
+    http_ceiling = ceil[f"http_wrk_c{concurrency}_per_s"]
+    rows = []
+    for mode in ("ours-none", "ours-key"):
+        rate = fast[mode]["committed_per_s"]
+        rows.append((f"{mode}: ≥ 0.8× HTTP ceiling (wrk -c {concurrency})",
+                     f"{rate}/s = {rate / http_ceiling:.2f}×", rate >= 0.8 * http_ceiling))
+        if "benthos" in fast:
+            peer = fast["benthos"]["committed_per_s"]
+            rows.append((f"{mode}: ≥ 2× Benthos (same in-flight cap)",
+                         f"{rate / peer:.2f}×", rate >= 2 * peer))
+        rows.append((f"{mode}: ≥ 20k records/s", f"{rate}/s", rate >= 20_000))
+    slow = r["slow"]
+    rows.append((f"slow endpoint, key mode: ≥ 0.9× C/latency (C={slow['cap_total']})",
+                 f"{slow['ours-key']['per_s']}/s = {slow['ours_key_ratio_to_ideal']:.2f}×",
+                 slow["ours_key_ratio_to_ideal"] >= 0.9))
+    for mode in ("ours-partition", "ours-key"):
+        if mode in r["latency"]:
+            p99 = r["latency"][mode]["p99"]
+            rows.append((f"{mode}: added latency p99 ≤ 10 ms at {args.latency_rate}/s",
+                         f"{p99:.1f} ms", p99 <= 10))
+    idle = max(v["max_rss_mib"] for k, v in r["idle"].items() if k.startswith("ours"))
+    rows.append(("RSS idle ≤ 20 MiB", f"{idle} MiB", idle <= 20))
+    load = max(v["peak_rss_mib"] for k, v in fast.items() if k.startswith("ours"))
+    rows.append(("RSS at full load ≤ 64 MiB", f"{load} MiB", load <= 64))
+    if "big_backlog" in r:
+        big = max(v["peak_rss_mib"] for v in r["big_backlog"].values())
+        rows.append((f"RSS with a {args.big_records}-record backlog ≤ 128 MiB", f"{big} MiB",
+                     big <= 128))
+    return rows
+
+
+def markdown(r, args):
+    lines = []
+    ceil = r["ceilings"]
+    lines.append(f"Backlog: {args.records} records of {args.record_size} B over "
+                 f"{args.partitions} partitions, {args.keys} keys; {r['machine']['cpus']} CPUs.")
+    lines.append("")
+    lines.append("| ceiling | figure |")
+    lines.append("|---|---:|")
+    for key, value in ceil.items():
+        lines.append(f"| {key} | {value} |")
+    lines.append("")
+    lines.append("| fast endpoint | committed/s | delivered/s | CPU s/100k | broker CPU s/100k "
+                 "| receiver CPU s/100k | machine CPU busy | peak RSS MiB | duplicates |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, v in r["fast"].items():
+        lines.append(f"| {v['description']} | {v['committed_per_s']} | {v['delivered_per_s']} | "
+                     f"{v['cpu_s_per_100k']} | {v['broker_cpu_s_per_100k']} | "
+                     f"{v['receiver_cpu_s_per_100k']} | {v['machine_cpu_busy_pct']}% | "
+                     f"{v['peak_rss_mib']} | {v['duplicates']} |")
+    slow = r["slow"]
+    lines.append("")
+    lines.append(f"| slow endpoint ({args.slow_ms} ms) | records/s | peak in flight |")
+    lines.append("|---|---:|---:|")
+    for name, v in slow.items():
+        if isinstance(v, dict):
+            lines.append(f"| {name} | {v['per_s']} | {v['peak_in_flight']} |")
+    lines.append(f"| C/latency (C = {slow['cap_total']}) | {slow['ideal_per_s']:.0f} | |")
+    lines.append("")
+    lines.append(f"| added latency at {args.latency_rate}/s (append → arrival) | p50 ms | p99 ms "
+                 "| p999 ms | max ms | CPU s/100k |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for name, v in r["latency"].items():
+        lines.append(f"| {name} | {v['p50']} | {v['p99']} | {v['p999']} | {v['max']} | "
+                     f"{v['cpu_s_per_100k']} |")
+    lines.append("")
+    lines.append("| memory | RSS MiB |")
+    lines.append("|---|---:|")
+    for name, v in r["idle"].items():
+        lines.append(f"| {name}, idle (assigned, nothing to do) | {v['max_rss_mib']} |")
+    for name, v in r["fast"].items():
+        lines.append(f"| {name}, peak at full load | {v['peak_rss_mib']} |")
+    for name, v in r.get("big_backlog", {}).items():
+        lines.append(f"| {name}, peak over a {args.big_records}-record backlog "
+                     f"({v['committed_per_s']} committed/s) | {v['peak_rss_mib']} |")
+    lines.append("")
+    lines.append("| target | measured | met |")
+    lines.append("|---|---|---|")
+    for name, measured, met in targets(r, args):
+        lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _first_line(path):
+    with open(path) as f:
+        line = f.readline()
+    return line if line.startswith("listening ") else None
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--broker-pid", type=int)
+    parser.add_argument("--tool", required=True, help="the kws-bench binary")
+    parser.add_argument("--sidecar", required=True)
+    parser.add_argument("--sarama")
+    parser.add_argument("--benthos")
+    parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument("--records", type=int, default=400_000)
+    parser.add_argument("--record-size", type=int, default=1024)
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--cap", type=int, default=8, help="in flight per partition, fast runs")
+    parser.add_argument("--slow-ms", type=int, default=50)
+    parser.add_argument("--slow-cap", type=int, default=16)
+    parser.add_argument("--slow-seconds", type=float, default=10)
+    parser.add_argument("--latency-rate", type=int, default=2000)
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--idle-seconds", type=float, default=5)
+    parser.add_argument("--big-records", type=int, default=1_000_000)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--run-timeout", type=float, default=600)
+    args = parser.parse_args()
+    bench = Bench(args)
+    try:
+        results = bench.run()
+    finally:
+        bench.stop()
+    results["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release(),
+                          "python": platform.python_version()}
+    results["settings"] = {k: v for k, v in vars(args).items()
+                           if k not in ("tool", "sidecar", "sarama", "benthos", "out")}
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    table = markdown(results, args)
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+        f.write(table)
+    print(table)
+    log(f"figures written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
