@@ -63,37 +63,19 @@ enum Command {
         partitions: i32,
     },
     Produce {
-        #[arg(long)]
-        bootstrap: String,
-        #[arg(long)]
-        topic: String,
+        #[command(flatten)]
+        records: RecordArgs,
         #[arg(long)]
         count: u64,
-        #[arg(long, default_value_t = 1024)]
-        size: usize,
-        /// Distinct keys, assigned round-robin (`key-{i % keys}`).
-        #[arg(long, default_value_t = 10_000)]
-        keys: u64,
-        /// First sequence number written into the bodies.
-        #[arg(long, default_value_t = 0)]
-        first_seq: u64,
     },
     ProduceRate {
-        #[arg(long)]
-        bootstrap: String,
-        #[arg(long)]
-        topic: String,
+        #[command(flatten)]
+        records: RecordArgs,
         /// Records per second.
         #[arg(long)]
         rate: u64,
         #[arg(long)]
         seconds: f64,
-        #[arg(long, default_value_t = 1024)]
-        size: usize,
-        #[arg(long, default_value_t = 10_000)]
-        keys: u64,
-        #[arg(long, default_value_t = 0)]
-        first_seq: u64,
     },
     WaitCommitted {
         #[arg(long)]
@@ -108,6 +90,24 @@ enum Command {
         #[arg(long, default_value_t = 600.0)]
         timeout_s: f64,
     },
+}
+
+/// What both producers write, and where.
+#[derive(clap::Args)]
+struct RecordArgs {
+    #[arg(long)]
+    bootstrap: String,
+    #[arg(long)]
+    topic: String,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Distinct keys, assigned round-robin (`key-{i % keys}`).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// First sequence number written into the bodies.
+    #[arg(long, default_value_t = 0)]
+    first_seq: u64,
 }
 
 fn main() -> Result<()> {
@@ -126,26 +126,12 @@ fn main() -> Result<()> {
             topic,
             partitions,
         } => create_topic(&bootstrap, &topic, partitions),
-        Command::Produce {
-            bootstrap,
-            topic,
-            count,
-            size,
-            keys,
-            first_seq,
-        } => produce(&bootstrap, &topic, count, size, keys, first_seq, None),
+        Command::Produce { records, count } => produce(&records, count, None),
         Command::ProduceRate {
-            bootstrap,
-            topic,
+            records,
             rate,
             seconds,
-            size,
-            keys,
-            first_seq,
-        } => {
-            let count = (rate as f64 * seconds).round() as u64;
-            produce(&bootstrap, &topic, count, size, keys, first_seq, Some(rate))
-        }
+        } => produce(&records, (rate as f64 * seconds).round() as u64, Some(rate)),
         Command::WaitCommitted {
             bootstrap,
             group,
@@ -215,8 +201,17 @@ impl Receiver {
     }
 
     fn stats(&self) -> serde_json::Value {
+        // Copy under the lock, sort outside it: requests keep flowing while run.py polls.
         let tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = json!({
+            "requests": tally.requests,
+            "distinct": tally.distinct,
+            "duplicates": tally.duplicates,
+            "first_us": tally.first_us,
+            "last_us": tally.last_us,
+        });
         let mut latencies = tally.latencies_us.clone();
+        drop(tally);
         latencies.sort_unstable();
         let pct = |q: f64| -> Option<f64> {
             if latencies.is_empty() {
@@ -225,21 +220,15 @@ impl Receiver {
             let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
             Some(latencies[rank - 1] as f64 / 1000.0)
         };
-        json!({
-            "requests": tally.requests,
-            "distinct": tally.distinct,
-            "duplicates": tally.duplicates,
-            "first_us": tally.first_us,
-            "last_us": tally.last_us,
-            "peak_in_flight": self.peak_in_flight.load(Ordering::Relaxed),
-            "latency_ms": {
-                "count": latencies.len(),
-                "p50": pct(0.50),
-                "p99": pct(0.99),
-                "p999": pct(0.999),
-                "max": latencies.last().map(|v| *v as f64 / 1000.0),
-            },
-        })
+        stats["peak_in_flight"] = json!(self.peak_in_flight.load(Ordering::Relaxed));
+        stats["latency_ms"] = json!({
+            "count": latencies.len(),
+            "p50": pct(0.50),
+            "p99": pct(0.99),
+            "p999": pct(0.999),
+            "max": latencies.last().map(|v| *v as f64 / 1000.0),
+        });
+        stats
     }
 
     fn reset(&self) {
@@ -344,15 +333,14 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
 }
 
 /// Sends `count` records; with `rate`, on an open-loop schedule of `rate` per second.
-fn produce(
-    bootstrap: &str,
-    topic: &str,
-    count: u64,
-    size: usize,
-    keys: u64,
-    first_seq: u64,
-    rate: Option<u64>,
-) -> Result<()> {
+fn produce(records: &RecordArgs, count: u64, rate: Option<u64>) -> Result<()> {
+    let RecordArgs {
+        bootstrap,
+        topic,
+        size,
+        keys,
+        first_seq,
+    } = records;
     let linger = if rate.is_some() { "0" } else { "20" };
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -363,9 +351,9 @@ fn produce(
         .set("compression.type", "none")
         .set("acks", "all")
         .create()?;
-    let keys = keys.max(1);
+    let keys = (*keys).max(1);
     let started = Instant::now();
-    let mut value = vec![b'x'; size.max(21)];
+    let mut value = vec![b'x'; (*size).max(21)];
     for i in 0..count {
         if let Some(rate) = rate {
             let due = Duration::from_secs_f64(i as f64 / rate as f64);
@@ -377,7 +365,7 @@ fn produce(
         let prefix = format!("{seq}|");
         value[..prefix.len()].copy_from_slice(prefix.as_bytes());
         let key = format!("key-{}", i % keys);
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        let mut record = BaseRecord::to(topic.as_str()).key(&key).payload(&value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

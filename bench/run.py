@@ -127,6 +127,7 @@ class Bench:
         self.tool = args.tool
         self.bootstrap = args.bootstrap
         self.workdir = tempfile.mkdtemp(prefix="kws-bench.")
+        log(f"configs and logs of every process: {self.workdir}")
         self.broker_pid = args.broker_pid
         self.results = {}
         self.receivers = {}
@@ -164,6 +165,13 @@ class Bench:
                                "--keys", self.args.keys, "--first-seq", first_seq)
         log(f"produced {count} records to {topic} at {result['per_second']:.0f}/s")
         return result
+
+    def produce_rate(self, topic, seconds, first_seq):
+        """Open loop at --latency-rate for `seconds`; returns when the last record is sent."""
+        self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
+                      "--rate", self.args.latency_rate, "--seconds", seconds,
+                      "--size", self.args.record_size, "--keys", self.args.keys,
+                      "--first-seq", first_seq)
 
     def broker_cpu(self):
         return cpu_seconds(self.broker_pid) if self.broker_pid else None
@@ -373,19 +381,14 @@ output:
             # Warm-up until every partition delivered: joins done, connections open.
             warm = self.args.latency_rate * 3
             self.reset(receiver)
-            self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
-                          "--rate", self.args.latency_rate, "--seconds", 3,
-                          "--keys", self.args.keys)
+            self.produce_rate(topic, 3, first_seq=0)
             wait_for(f"{name}'s warm-up records", lambda: self.stats(receiver)["distinct"] >= warm,
                      120, proc=proc)
             self.reset(receiver)
             cpu_before = cpu_seconds(proc.pid)
             broker_before = self.broker_cpu()
             n = int(self.args.latency_rate * self.args.latency_seconds)
-            self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
-                          "--rate", self.args.latency_rate, "--seconds",
-                          self.args.latency_seconds, "--keys", self.args.keys,
-                          "--first-seq", warm)
+            self.produce_rate(topic, self.args.latency_seconds, first_seq=warm)
             wait_for(f"{name}'s measured records",
                      lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
             stats = self.stats(receiver)
@@ -408,8 +411,7 @@ output:
             proc = make(f"idle-{name}", f"bench-idle-{name}-{uuid.uuid4().hex[:8]}", topic)
             # Assigned and caught up: a record produced now reaches the receiver.
             self.reset(receiver)
-            self.run_tool("produce", "--bootstrap", self.bootstrap, "--topic", topic,
-                          "--count", self.args.partitions * 10, "--keys", self.args.keys)
+            self.produce(topic, self.args.partitions * 10)
             wait_for(f"{name} to own every partition",
                      lambda: self.stats(receiver)["distinct"] >= self.args.partitions * 10,
                      120, proc=proc)
