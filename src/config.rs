@@ -430,6 +430,47 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// A config with the four required values and every other key at its default, for
+    /// programs (and tests) that build a config in code instead of YAML.
+    pub fn new(bootstrap_servers: &str, group_id: &str, topics: &[&str], url: &str) -> Config {
+        Config {
+            kafka: KafkaConfig {
+                bootstrap_servers: bootstrap_servers.to_string(),
+                group_id: group_id.to_string(),
+                topics: topics.iter().map(|topic| topic.to_string()).collect(),
+                group_instance_id: String::new(),
+                assignment_strategy: AssignmentStrategy::default(),
+                group_protocol: GroupProtocol::default(),
+                session_timeout: defaults::session_timeout(),
+                commit_interval: defaults::commit_interval(),
+                auto_offset_reset: OffsetReset::default(),
+                rebalance_drain_timeout: defaults::rebalance_drain_timeout(),
+                properties: BTreeMap::new(),
+            },
+            delivery: DeliveryConfig {
+                url: url.to_string(),
+                method: defaults::method(),
+                timeout: defaults::timeout(),
+                headers: BTreeMap::new(),
+                content_type: defaults::content_type(),
+                ordering: Ordering::default(),
+                max_in_flight: defaults::max_in_flight(),
+                http2_prior_knowledge: false,
+                retry: RetryConfig::default(),
+                on_failure: FailurePolicy::default(),
+                dead_letter_topic: None,
+            },
+            shutdown: ShutdownConfig::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// The config as YAML (durations written like `10s`), as `from_yaml` reads it back.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a config of plain strings, numbers and maps serializes")
+    }
+
     /// The JSON Schema of the config file (checked in as `config/config.schema.json`), for
     /// editors that validate YAML against a schema.
     pub fn json_schema() -> String {

@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kafka_webhook_sidecar::config::{Config, LogFormat};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -306,6 +307,23 @@ pub fn sidecar_config(
     )
 }
 
+/// The config of one test sidecar, built from the config types (serialized to YAML by
+/// [`Sidecar::spawn`]): short session and commit interval, fast retries, text logs. The admin
+/// port is chosen when the sidecar starts. Adjust fields before starting it.
+pub fn test_config(group: &str, topic: &str, url: &str) -> Config {
+    let mut config = Config::new(&bootstrap(), group, &[topic], url);
+    config.kafka.session_timeout = Duration::from_secs(6);
+    config.kafka.commit_interval = Duration::from_millis(200);
+    config.kafka.rebalance_drain_timeout = Duration::from_secs(5);
+    config.delivery.timeout = Duration::from_secs(5);
+    config.delivery.retry.initial_backoff = Duration::from_millis(20);
+    config.delivery.retry.max_backoff = Duration::from_millis(500);
+    config.admin.listen = "127.0.0.1:0".into();
+    config.log.format = LogFormat::Text;
+    config.log.level = "info".into();
+    config
+}
+
 /// The value of one exactly named series (`name{labels}` as rendered) in a metrics text.
 pub fn series(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -335,6 +353,24 @@ impl Sidecar {
         let mut sidecar = Self::start(config);
         sidecar.wait_ready(Duration::from_secs(120)).await;
         sidecar
+    }
+
+    /// Starts the binary with `config`, its admin server on a free port.
+    pub fn spawn(config: &Config) -> Sidecar {
+        Self::spawn_with_env(config, &[])
+    }
+
+    /// Starts the binary with `config` and waits until it joined the group (`/readyz`).
+    pub async fn spawn_ready(config: &Config) -> Sidecar {
+        let mut sidecar = Self::spawn(config);
+        sidecar.wait_ready(Duration::from_secs(120)).await;
+        sidecar
+    }
+
+    pub fn spawn_with_env(config: &Config, env: &[(&str, &str)]) -> Sidecar {
+        let mut config = config.clone();
+        config.admin.listen = "127.0.0.1:ADMIN_PORT".into();
+        Self::start_with_env(&config.to_yaml(), env)
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Sidecar {
