@@ -15,17 +15,17 @@ pub enum Error {
     },
     #[error("cannot create the Kafka client: {0}; check kafka.properties")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("cannot prepare requests: {0}")]
-    Request(String),
     #[error("cannot start the Kafka pump thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 impl Error {
     /// Process exit code: 64 (EX_USAGE) for configuration problems, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::AdminBind { .. } | Error::Request(_) => crate::EXIT_CONFIG,
+            Error::Config(_) | Error::AdminBind { .. } => crate::EXIT_CONFIG,
             Error::Kafka(rdkafka::error::KafkaError::ClientConfig(..)) => crate::EXIT_CONFIG,
             _ => 1,
         }

@@ -4,44 +4,39 @@
 //!
 //! # Layout
 //!
-//! Pure logic, no I/O (unit-tested in place):
-//! - [`config`]: the YAML configuration, its reference docs and validation;
-//!   [`duration`] and [`interpolate`] help it.
-//! - [`retry`]: status classification, backoff with full jitter, `Retry-After`.
-//! - [`offsets`]: the committable-offset watermark of a partition.
-//! - [`scheduler`]: which buffered record may be sent next per ordering mode.
-//! - [`request`]: the HTTP request built from a record (the endpoint contract).
+//! One folder per stage a record passes through, each depending only on those listed before
+//! it (no module cycle). Pure logic (no I/O) is unit-tested in place; the I/O edges are tested
+//! end to end against real Kafka and a real HTTP listener (`tests/`).
 //!
-//! I/O edges (tested end to end against real Kafka and a real HTTP listener):
-//! - [`consumer`]: rdkafka context, rebalance handling, the pump thread.
-//! - [`worker`]: the per-partition task.
-//! - [`delivery`], [`http_client`], [`dead_letter`]: sending one record until disposed of.
-//! - [`admin`], [`metrics`], [`state`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`app`]: wiring and the shutdown sequence; [`signals`], [`logging`], [`error`].
+//! - [`config`]: the YAML file's types (the reference docs), `${VAR}` interpolation,
+//!   durations, and validation into the runtime [`config::Settings`]. Pure.
+//! - [`record`]: the owned record every stage passes along.
+//! - [`ops`]: metrics, the events that write a log line and a metric together, health,
+//!   the admin server (`/metrics`, `/healthz`, `/readyz`), the log subscriber.
+//! - [`format`]: the HTTP request built from a record (the endpoint contract). Pure.
+//! - [`delivery`]: one record until it is disposed of: the attempt loop, the pure retry and
+//!   failure policy, the pooled HTTP client; the network behind two small traits.
+//! - [`partition`]: one partition's worker task, its offset watermark and its ordering
+//!   scheduler (both pure, property-tested); reads records from a `PartitionSource`.
+//! - [`kafka`]: the rdkafka edge: client configs, callbacks, the partition registry
+//!   (assign, revoke: drain then commit), partition sources, the commit helper, the pump
+//!   thread, the dead-letter producer.
+//! - [`lifecycle`]: signals, the one shutdown deadline, the shutdown sequence.
+//! - [`app`]: wiring; [`error`]: the library's error type.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod app;
 pub mod config;
-pub mod consumer;
-pub mod dead_letter;
 pub mod delivery;
-pub mod duration;
 pub mod error;
-pub mod http_client;
-pub mod interpolate;
-pub mod logging;
-pub mod metrics;
-pub mod offsets;
+pub mod format;
+pub mod kafka;
+pub mod lifecycle;
+pub mod ops;
+pub mod partition;
 pub mod record;
-pub mod request;
-pub mod retry;
-pub mod scheduler;
-pub mod signals;
-pub mod state;
-pub mod worker;
 
 /// Exit code for a bad configuration (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
-/// Exit code when a second signal or the hard deadline cut the shutdown short.
+/// Exit code when the shutdown deadline or a second signal cut the shutdown short.
 pub const EXIT_FORCED: i32 = 1;

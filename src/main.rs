@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kafka_webhook_sidecar::{app, config::Config, logging, signals, EXIT_CONFIG, EXIT_FORCED};
+use kafka_webhook_sidecar::config::{Config, Settings};
+use kafka_webhook_sidecar::lifecycle::{Exit, Signals};
+use kafka_webhook_sidecar::{app, ops::logging, EXIT_CONFIG, EXIT_FORCED};
 
 /// mimalloc instead of glibc malloc for Rust's allocations: records, requests and tasks are
 /// allocated on one thread and freed on another, where glibc's arena locks showed up in the
@@ -39,8 +41,8 @@ fn main() -> ExitCode {
         print!("{}", Config::json_schema());
         return ExitCode::SUCCESS;
     }
-    let config = match Config::load(&args.config) {
-        Ok(config) => config,
+    let settings = match Settings::load(&args.config) {
+        Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(EXIT_CONFIG as u8);
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
         println!("config {} is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    logging::init(&config.log);
+    logging::init(&settings.log);
     if rustls::crypto::ring::default_provider()
         .install_default()
         .is_err()
@@ -67,12 +69,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(app::run(config, signals::shutdown_signal()));
+    let result = runtime.block_on(async {
+        let (signals, listener) = Signals::install().map_err(app::Error::Signals)?;
+        let admin = app::bind_admin(&settings).await?;
+        let run = app::run(settings, admin, signals.clone().nth(1));
+        // A second signal cuts the shutdown short; nothing unacknowledged was ever stored.
+        let exit = tokio::select! {
+            result = run => result,
+            _ = signals.nth(2) => Ok(Exit::SecondSignal),
+        };
+        listener.abort();
+        exit
+    });
     // Tasks still holding the runtime must not delay the exit past the deadline.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(app::Exit::Clean) => ExitCode::SUCCESS,
-        Ok(app::Exit::DeadlineExceeded) => ExitCode::from(EXIT_FORCED as u8),
+        Ok(Exit::Clean) => ExitCode::SUCCESS,
+        Ok(Exit::DeadlineExceeded | Exit::SecondSignal) => ExitCode::from(EXIT_FORCED as u8),
         Err(error) => {
             tracing::error!(%error, "Fatal error");
             eprintln!("error: {error}");

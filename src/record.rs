@@ -1,10 +1,10 @@
-//! An owned Kafka record, detached from librdkafka's buffers so it can move between tasks.
+//! An owned Kafka record, detached from librdkafka's buffers so it can move between tasks
+//! (`kafka::source` makes it; every later stage reads it).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 /// One record as delivered to the endpoint.
 #[derive(Debug, Clone)]
@@ -24,34 +24,6 @@ pub struct Record {
 }
 
 impl Record {
-    /// Copies a message out of librdkafka's buffer.
-    pub fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| {
-                        (
-                            header.key.to_string(),
-                            header.value.map(Bytes::copy_from_slice),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Record {
-            topic,
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-            key: message.key().map(Bytes::copy_from_slice),
-            value: message.payload().map(Bytes::copy_from_slice),
-            headers,
-            received_at: Instant::now(),
-        }
-    }
-
     /// `{topic}-{partition}-{offset}`: identical on every attempt of this record.
     pub fn idempotency_id(&self) -> String {
         format!("{}-{}-{}", self.topic, self.partition, self.offset)

@@ -13,8 +13,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{self, AtomicUsize};
 use std::time::{Duration, Instant};
 
+use kafka_webhook_sidecar::config::interpolate::{interpolate, InterpolationError};
 use kafka_webhook_sidecar::config::{Config, ConfigError, FailurePolicy, Ordering};
-use kafka_webhook_sidecar::interpolate::{interpolate, InterpolationError};
 use serde_yaml::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-webhook-sidecar");
@@ -336,7 +336,10 @@ fn dead_letter_example() {
     let delivery = &config.delivery;
     assert_eq!(delivery.ordering, Ordering::Key);
     assert!(delivery.max_in_flight > 1);
-    assert_eq!(config.in_flight_cap(), delivery.max_in_flight);
+    assert_eq!(
+        config.settings().unwrap().delivery.in_flight_cap,
+        delivery.max_in_flight
+    );
     assert_eq!(delivery.retry.max_attempts, 5);
     assert_eq!(delivery.on_failure, FailurePolicy::DeadLetter);
     let topic = delivery

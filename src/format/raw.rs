@@ -1,5 +1,5 @@
-//! Builds the HTTP request for a record: the body (the value, byte for byte) and the headers
-//! the endpoint receives. Pure, no I/O. The header contract (also in the README):
+//! `format: raw` (today's only format): the HTTP request for a record is its value, byte for
+//! byte, as the body, plus the headers below. Pure, no I/O. The header contract (also in the README):
 //!
 //! | header | value |
 //! |---|---|
@@ -22,7 +22,7 @@ use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 
-use crate::config::DeliveryConfig;
+use crate::config::Endpoint;
 use crate::record::Record;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -38,37 +38,18 @@ pub struct RequestTemplate {
 }
 
 impl RequestTemplate {
-    /// Prepares the template from a validated config.
-    pub fn new(config: &DeliveryConfig) -> Result<Self, String> {
-        let method = Method::from_bytes(config.method.as_bytes())
-            .map_err(|_| "invalid delivery.method".to_string())?;
-        let uri: Uri = config
-            .url
-            .parse()
-            .map_err(|_| "invalid delivery.url".to_string())?;
-        let mut static_headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("invalid header name {name}"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| format!("invalid value for header {name}"))?;
-            // Marks configured values (Authorization, API keys) as sensitive: never indexed
-            // by HPACK and printed as `Sensitive` by Debug.
-            value.set_sensitive(true);
-            static_headers.append(name, value);
-        }
-        let content_type = HeaderValue::from_str(&config.content_type)
-            .map_err(|_| "invalid delivery.content_type".to_string())?;
-        Ok(Self {
-            method,
-            uri,
-            static_headers,
-            content_type,
+    /// Prepares the template from the validated endpoint settings.
+    pub fn new(endpoint: &Endpoint) -> Self {
+        Self {
+            method: endpoint.method.clone(),
+            uri: endpoint.uri.clone(),
+            static_headers: endpoint.headers.clone(),
+            content_type: endpoint.content_type.clone(),
             user_agent: HeaderValue::from_static(concat!(
                 "kafka-webhook-sidecar/",
                 env!("CARGO_PKG_VERSION")
             )),
-        })
+        }
     }
 
     /// The request for one record. The body is the record value byte for byte.
@@ -173,15 +154,12 @@ mod tests {
     use std::time::Instant;
 
     fn template(headers: &[(&str, &str)]) -> RequestTemplate {
-        let mut config: crate::config::Config = serde_yaml::from_str(
-            "kafka: {bootstrap_servers: b, group_id: g, topics: [t]}\ndelivery: {url: 'http://127.0.0.1:1/x'}",
-        )
-        .unwrap();
+        let mut config = crate::config::Config::new("b", "g", &["t"], "http://127.0.0.1:1/x");
         config.delivery.headers = headers
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect::<BTreeMap<_, _>>();
-        RequestTemplate::new(&config.delivery).unwrap()
+        RequestTemplate::new(&config.settings().unwrap().delivery.endpoint)
     }
 
     fn record() -> Record {

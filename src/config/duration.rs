@@ -46,7 +46,7 @@ pub fn format(duration: Duration) -> String {
     }
 }
 
-/// Serde adapter: `#[serde(with = "crate::duration::serde_text")]`.
+/// Serde adapter: `#[serde(with = "crate::config::duration::serde_text")]`.
 pub mod serde_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The dead-letter producer: writes a failed record to the dead-letter topic with its original
-//! key, value and headers plus error headers, and waits for the broker's acknowledgement.
+//! key, value and headers plus error headers, and waits for the broker's acknowledgement
+//! (the [`DeadLetterSink`] of `on_failure: dead_letter`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -8,8 +10,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::client_config::producer_config;
+use crate::config::{FailureAction, KafkaConfig};
+use crate::delivery::{AttemptOutcome, BoxFuture, DeadLetterSink, OnFailure};
 use crate::record::Record;
-use crate::retry::AttemptOutcome;
 
 /// Headers added to a dead-lettered record (after the original headers).
 pub const ERROR_HEADERS: [&str; 7] = [
@@ -30,7 +34,8 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
-    /// `base` carries bootstrap servers and the user's security properties.
+    /// `base` carries bootstrap servers and the user's security properties
+    /// ([`super::client_config::producer_config`]).
     pub fn new(base: &ClientConfig, topic: String) -> Result<Self, KafkaError> {
         let mut config = base.clone();
         config
@@ -40,10 +45,6 @@ impl DeadLetterProducer {
             .set("linger.ms", "5");
         let producer = config.create()?;
         Ok(Self { producer, topic })
-    }
-
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
 
     /// Writes the record; `Ok` only once the broker acknowledged it (acks=all).
@@ -97,4 +98,34 @@ impl DeadLetterProducer {
             .map(|_| ())
             .map_err(|(error, _)| error)
     }
+}
+
+impl DeadLetterSink for DeadLetterProducer {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn write<'a>(
+        &'a self,
+        record: &'a Record,
+        last: &'a AttemptOutcome,
+        attempts: u32,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.send(record, last, attempts)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// The delivery failure policy for `action`, with its producer when it needs one.
+pub fn on_failure(action: &FailureAction, kafka: &KafkaConfig) -> Result<OnFailure, KafkaError> {
+    Ok(match action {
+        FailureAction::Block => OnFailure::Block,
+        FailureAction::Drop => OnFailure::Drop,
+        FailureAction::DeadLetter { topic } => OnFailure::DeadLetter(Arc::new(
+            DeadLetterProducer::new(&producer_config(kafka), topic.clone())?,
+        )),
+    })
 }

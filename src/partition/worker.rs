@@ -1,26 +1,23 @@
-//! One task per assigned partition: takes records from the partition's own rdkafka queue into a
-//! bounded buffer, releases them to deliveries as the ordering mode allows, and stores the
-//! committable offset (lowest unacknowledged) after each acknowledgement.
+//! One task per assigned partition: takes records from the partition's source into a bounded
+//! buffer, releases them to deliveries as the ordering mode allows, and stores the
+//! committable offset (lowest unacknowledged) after each acknowledgement. It runs inside a
+//! `partition` span carrying `topic` and `partition`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument};
 
+use super::offsets::OffsetTracker;
+use super::scheduler::{Key, Scheduler};
+use super::PartitionSource;
 use crate::config::Ordering;
-use crate::consumer::SidecarContext;
-use crate::delivery::{Deliverer, Disposition, Drain};
-use crate::metrics::Metrics;
-use crate::offsets::OffsetTracker;
+use crate::delivery::{Deliverer, Disposition, Drain, HttpClient, Transport};
+use crate::ops::events::{self, PartitionMetrics};
+use crate::ops::{Health, Metrics};
 use crate::record::Record;
-use crate::scheduler::{Key, Scheduler};
-
-/// librdkafka's queue of one partition.
-pub type PartitionQueue = rdkafka::consumer::base_consumer::PartitionQueue<SidecarContext>;
 
 /// Settings shared by every partition worker.
 pub struct WorkerSettings {
@@ -40,16 +37,18 @@ pub struct WorkerExit {
     pub committable: Option<i64>,
 }
 
-pub struct PartitionWorker {
+/// One partition's worker. `S` is where records come from, `T` how they are sent.
+pub struct PartitionWorker<S, T = HttpClient> {
     pub topic: Arc<str>,
     pub partition: i32,
-    pub queue: PartitionQueue,
+    pub source: S,
+    /// Notified when the source gets records.
     pub wakeup: Arc<Notify>,
-    pub consumer: Arc<BaseConsumer<SidecarContext>>,
-    pub deliverer: Arc<Deliverer>,
+    pub deliverer: Arc<Deliverer<T>>,
     pub settings: Arc<WorkerSettings>,
     pub drain: Drain,
     pub metrics: Metrics,
+    pub health: Arc<Health>,
 }
 
 struct Completed {
@@ -59,11 +58,16 @@ struct Completed {
     disposition: Disposition,
 }
 
-impl PartitionWorker {
+impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
     /// Runs until the drain signal stops it and its in-flight deliveries have finished.
     pub async fn run(self) -> WorkerExit {
-        let topic = self.topic.clone();
-        let partition_label = self.partition.to_string();
+        let span =
+            tracing::info_span!("partition", topic = %self.topic, partition = self.partition);
+        self.work().instrument(span).await
+    }
+
+    async fn work(mut self) -> WorkerExit {
+        let partition_metrics = PartitionMetrics::new(&self.metrics, &self.topic, self.partition);
         let mut scheduler: Scheduler<Record> =
             Scheduler::new(self.settings.ordering, self.settings.in_flight_cap);
         let mut tracker = OffsetTracker::new();
@@ -73,49 +77,49 @@ impl PartitionWorker {
         let mut stored: Option<i64> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let received_counter = self.metrics.records_received.with_label_values(&[&topic]);
 
         loop {
             // Take what the partition queue holds, up to the buffer bounds.
             while !draining && self.has_room(&scheduler, held_bytes) {
-                let Some(result) = self.queue.poll(Duration::ZERO) else {
+                let Some(result) = self.source.poll() else {
                     break;
                 };
                 match result {
-                    Ok(message) => {
-                        let record = Record::from_message(&message, topic.clone());
-                        drop(message);
+                    Ok(record) => {
                         if let Err(track_error) = tracker.received(record.offset) {
                             // A record at or below one already held: librdkafka re-fetched it.
                             // We hold or acknowledged it already, so skipping loses nothing.
-                            warn!(topic = %topic, partition = self.partition, error = %track_error, "Skipped re-fetched record");
+                            warn!(error = %track_error, "Skipped re-fetched record");
                             continue;
                         }
-                        received_counter.inc();
+                        partition_metrics.record_received();
                         held_bytes += record.size_bytes();
                         scheduler.push(record.key.clone(), record);
                     }
                     Err(kafka_error) => {
-                        warn!(topic = %topic, partition = self.partition, error = %kafka_error, "Partition queue error");
+                        warn!(error = %kafka_error, "Partition queue error");
                     }
                 }
             }
 
             if !draining {
                 while let Some((key, record)) = scheduler.next_ready() {
-                    self.metrics.in_flight.inc();
+                    events::delivery_started(&self.metrics);
                     let offset = record.offset;
                     let size = record.size_bytes();
                     let delivery = self.deliverer.clone().deliver(record, self.drain.clone());
-                    deliveries.spawn(async move {
-                        let disposition = delivery.await;
-                        Completed {
-                            offset,
-                            key,
-                            size,
-                            disposition,
+                    deliveries.spawn(
+                        async move {
+                            let disposition = delivery.await;
+                            Completed {
+                                offset,
+                                key,
+                                size,
+                                disposition,
+                            }
                         }
-                    });
+                        .in_current_span(),
+                    );
                 }
             }
 
@@ -123,7 +127,11 @@ impl PartitionWorker {
                 .committable()
                 .filter(|offset| Some(*offset) != stored)
             {
-                self.store(committable);
+                if let Err(error) = self.source.store(committable) {
+                    // Happens when the partition was lost (not revoked) under us; the new
+                    // owner resumes from the last commit, so nothing is skipped.
+                    warn!(offset = committable, %error, "Could not store offset");
+                }
                 stored = Some(committable);
             }
 
@@ -137,17 +145,17 @@ impl PartitionWorker {
                     draining = true;
                     let unsent = scheduler.clear_waiting();
                     held_bytes -= unsent.iter().map(Record::size_bytes).sum::<usize>();
-                    debug!(topic = %topic, partition = self.partition, unsent = unsent.len(), in_flight = deliveries.len(), "Draining partition");
+                    debug!(unsent = unsent.len(), in_flight = deliveries.len(), "Draining partition");
                 }
                 Some(joined) = deliveries.join_next() => {
-                    self.metrics.in_flight.dec();
+                    events::delivery_finished(&self.metrics);
                     match joined {
                         Ok(done) => {
                             scheduler.finished(&done.key);
                             held_bytes -= done.size;
                             if done.disposition.is_acknowledged() {
                                 if let Err(track_error) = tracker.acknowledged(done.offset) {
-                                    error!(topic = %topic, partition = self.partition, error = %track_error, "Offset tracking error");
+                                    error!(error = %track_error, "Offset tracking error");
                                 }
                             }
                         }
@@ -155,8 +163,8 @@ impl PartitionWorker {
                             // A delivery task panicked: its record stays unacknowledged, so the
                             // committed offset can never pass it. Stop this partition and report
                             // unhealthy so the pod restarts and redelivers from the commit.
-                            error!(topic = %topic, partition = self.partition, error = %join_error, "Delivery task failed; stopping the partition");
-                            self.consumer.context().mark_unhealthy();
+                            error!(error = %join_error, "Delivery task failed; stopping the partition");
+                            self.health.set_failed();
                             draining = true;
                             self.drain.stop.cancel();
                         }
@@ -164,12 +172,15 @@ impl PartitionWorker {
                 }
                 _ = self.wakeup.notified(), if room => {}
                 _ = tick.tick() => {
-                    self.update_gauges(&tracker, &partition_label);
+                    let age = tracker
+                        .oldest_unacknowledged()
+                        .map_or(Duration::ZERO, |(_, at)| Instant::now().duration_since(at));
+                    partition_metrics.head_of_line(age);
                 }
             }
         }
 
-        self.metrics.forget_partition(&topic, self.partition);
+        partition_metrics.forget();
         WorkerExit {
             committable: stored,
         }
@@ -180,32 +191,5 @@ impl PartitionWorker {
         waiting < self.settings.buffer_records
             && (held_bytes < self.settings.buffer_bytes
                 || (waiting == 0 && scheduler.in_flight() == 0))
-    }
-
-    /// Stores the committable offset; librdkafka commits it on the next auto-commit, on
-    /// revoke and on close.
-    fn store(&self, offset: i64) {
-        let mut list = TopicPartitionList::with_capacity(1);
-        if let Err(error) =
-            list.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
-        {
-            error!(topic = %self.topic, partition = self.partition, %error, "Could not build offset list");
-            return;
-        }
-        if let Err(error) = self.consumer.store_offsets(&list) {
-            // Happens when the partition was lost (not revoked) under us; the new owner
-            // resumes from the last commit, so nothing is skipped.
-            warn!(topic = %self.topic, partition = self.partition, offset, %error, "Could not store offset");
-        }
-    }
-
-    fn update_gauges(&self, tracker: &OffsetTracker, partition_label: &str) {
-        let age = tracker.oldest_unacknowledged().map_or(0.0, |(_, at)| {
-            Instant::now().duration_since(at).as_secs_f64()
-        });
-        self.metrics
-            .oldest_unacked_age
-            .with_label_values(&[self.topic.as_ref(), partition_label])
-            .set(age);
     }
 }

@@ -155,7 +155,7 @@ impl Metrics {
             ),
             commits: counter(
                 "kws_offset_commits_total",
-                "Offset commits by result (ok, error).",
+                "Offset commits by result (ok, error, timeout: a shutdown commit that did not answer in time).",
                 &["result"],
             ),
             rebalance_drain: histogram(
@@ -178,15 +178,6 @@ impl Metrics {
             tracing::warn!(%error, "Could not encode metrics");
         }
         buffer
-    }
-
-    /// Removes the per-partition series of a partition this member no longer owns.
-    pub fn forget_partition(&self, topic: &str, partition: i32) {
-        let partition = partition.to_string();
-        let _ = self.consumer_lag.remove_label_values(&[topic, &partition]);
-        let _ = self
-            .oldest_unacked_age
-            .remove_label_values(&[topic, &partition]);
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::{RetryConfig, StatusRange};
+use crate::ops::events::StatusClass;
 
 /// What one HTTP attempt produced, as far as the retry decision cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,18 +21,12 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    /// Bounded label for metrics: `2xx`…`5xx`, `timeout`, `connection_error`.
-    pub fn class(&self) -> &'static str {
+    /// The status class, a bounded metrics label.
+    pub fn class(&self) -> StatusClass {
         match self {
-            Self::Status { status, .. } => match status {
-                100..=199 => "1xx",
-                200..=299 => "2xx",
-                300..=399 => "3xx",
-                400..=499 => "4xx",
-                _ => "5xx",
-            },
-            Self::Timeout => "timeout",
-            Self::Connection(_) => "connection_error",
+            Self::Status { status, .. } => StatusClass::of_status(*status),
+            Self::Timeout => StatusClass::Timeout,
+            Self::Connection(_) => StatusClass::ConnectionError,
         }
     }
 

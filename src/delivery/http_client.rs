@@ -12,8 +12,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::DeliveryConfig;
-use crate::retry::AttemptOutcome;
+use super::retry::AttemptOutcome;
+use super::Transport;
+use crate::config::Endpoint;
 
 /// Response bodies larger than this are not read to the end (the connection is dropped).
 const MAX_DRAINED_BODY: usize = 1 << 20;
@@ -27,7 +28,7 @@ pub struct HttpClient {
 impl HttpClient {
     /// Idle connections are kept without a count limit (concurrency is the in-flight cap
     /// times the assigned partitions, unknown up front) and closed after 30 s unused.
-    pub fn new(config: &DeliveryConfig) -> Self {
+    pub fn new(config: &Endpoint) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -47,9 +48,11 @@ impl HttpClient {
             .build(tls);
         Self { client }
     }
+}
 
+impl Transport for HttpClient {
     /// Sends one attempt and reads the answer, all within `timeout`.
-    pub async fn send(&self, request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
+    async fn send(&self, request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
         let exchange = async {
             let response = self.client.request(request).await.map_err(describe_error)?;
             let status = response.status().as_u16();

@@ -1,4 +1,5 @@
-//! Liveness and readiness shared between the pump, the workers and the admin server.
+//! Liveness and readiness, shared by the pump (heartbeat), the rebalance callbacks (ready),
+//! the workers (failed) and the shutdown sequence, and read by the admin server.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const PUMP_STALL_SECS: u64 = 30;
 
 #[derive(Debug, Default)]
-pub struct State {
+pub struct Health {
     /// Joined the group: the first assignment (possibly empty: an idle standby) arrived.
     ready: AtomicBool,
     /// Cleared when a worker failed in a way only a restart repairs.
@@ -25,7 +26,7 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-impl State {
+impl Health {
     pub fn new() -> Self {
         let state = Self::default();
         state.beat();

@@ -1,0 +1,58 @@
+//! The runtime settings: what validation makes of a [`Config`](super::Config). Every value is
+//! parsed and checked once, so the rest of the program holds no `Result` and no re-parsing
+//! (and a future hot reload swaps one value).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderValue};
+use http::{Method, Uri};
+
+use super::{KafkaConfig, LogConfig, Ordering, RetryConfig, ShutdownConfig};
+
+/// A validated configuration, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kafka: KafkaConfig,
+    pub delivery: DeliverySettings,
+    pub shutdown: ShutdownConfig,
+    /// Where the admin server (metrics, health) listens.
+    pub admin_listen: SocketAddr,
+    pub log: LogConfig,
+}
+
+/// How records are delivered.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub endpoint: Endpoint,
+    pub ordering: Ordering,
+    /// Records in flight per partition: 1 in `partition` mode, `max_in_flight` otherwise.
+    pub in_flight_cap: usize,
+    pub retry: RetryConfig,
+    pub on_failure: FailureAction,
+}
+
+/// The endpoint and the parts of every request that do not depend on the record.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    pub uri: Uri,
+    /// `delivery.headers`, each value marked sensitive.
+    pub headers: HeaderMap,
+    /// `Content-Type` for records without a `content-type` header.
+    pub content_type: HeaderValue,
+    /// Limit of one attempt: request and response body.
+    pub timeout: Duration,
+    pub http2_prior_knowledge: bool,
+}
+
+/// What happens to a record that exhausted its attempts or got a non-retryable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Keep retrying; nothing behind the record is committed.
+    Block,
+    /// Produce it to this topic with error headers, then acknowledge.
+    DeadLetter { topic: String },
+    /// Log and count it, then acknowledge.
+    Drop,
+}

@@ -1,0 +1,82 @@
+//! The consumer's librdkafka callbacks: its log lines as `tracing` events, statistics as the
+//! lag gauges, rebalances handed to the [`PartitionRegistry`], commit results counted.
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tracing::{debug, error, info, warn};
+
+use super::commit;
+use super::registry::PartitionRegistry;
+use crate::ops::events;
+use crate::ops::Metrics;
+
+/// The sidecar's consumer.
+pub type SidecarConsumer = BaseConsumer<SidecarContext>;
+
+/// Callbacks from librdkafka (served on the pump thread), and the partition workers.
+pub struct SidecarContext {
+    pub registry: PartitionRegistry<SidecarContext>,
+    pub metrics: Metrics,
+}
+
+impl ClientContext for SidecarContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(target: "librdkafka", %error, reason, "Kafka client error");
+    }
+
+    /// librdkafka statistics (every `statistics.interval.ms`): per-partition lag, computed
+    /// from the cached high watermark and the stored (acknowledged) offset, without a request.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic_name, topic) in &statistics.topics {
+            for (partition, stats) in &topic.partitions {
+                if *partition < 0
+                    || stats.consumer_lag_stored < 0
+                    || !self.registry.owns(topic_name, *partition)
+                {
+                    continue;
+                }
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[topic_name, &partition.to_string()])
+                    .set(stats.consumer_lag_stored);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SidecarContext {
+    fn pre_rebalance(&self, consumer: &SidecarConsumer, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => self.registry.on_assign(list),
+            Rebalance::Revoke(list) => self.registry.on_revoke(consumer, list),
+            Rebalance::Error(error) => events::rebalance_failed(&self.metrics, &error.to_string()),
+        }
+    }
+
+    /// Every commit's result: automatic, revoke and shutdown commits alike.
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Some(outcome) = commit::classify(&result) {
+            let error = result.err().map(|error| error.to_string());
+            events::commit_finished(&self.metrics, outcome, error.as_deref());
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The running partition workers and the rebalance handling around them: on assign, split
+//! each partition's queue (before librdkafka assigns it, so no record reaches the main queue)
+//! and start its worker; on revoke, drain the revoked workers and commit their final offsets
+//! before the partitions are released; on a lost assignment, abandon without committing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{error, warn};
+
+use super::commit;
+use super::source::KafkaPartition;
+use crate::delivery::{Deliverer, Drain};
+use crate::ops::events;
+use crate::ops::{Health, Metrics};
+use crate::partition::{PartitionWorker, WorkerExit, WorkerSettings};
+
+/// A partition: topic and number.
+pub type PartitionId = (Arc<str>, i32);
+
+struct WorkerHandle {
+    drain: Drain,
+    join: JoinHandle<WorkerExit>,
+}
+
+/// The partition workers of one consumer, keyed by partition.
+pub struct PartitionRegistry<C: ConsumerContext + 'static> {
+    /// The runtime the workers run on (callbacks arrive on the pump thread, outside it).
+    pub runtime: tokio::runtime::Handle,
+    /// Set once right after the consumer is created, before it subscribes.
+    pub consumer: OnceLock<Weak<BaseConsumer<C>>>,
+    workers: Mutex<HashMap<PartitionId, WorkerHandle>>,
+    pub deliverer: Arc<Deliverer>,
+    pub settings: Arc<WorkerSettings>,
+    pub rebalance_drain_timeout: Duration,
+    pub group_id: String,
+    pub instance_id: String,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+}
+
+impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        deliverer: Arc<Deliverer>,
+        settings: Arc<WorkerSettings>,
+        rebalance_drain_timeout: Duration,
+        group_id: String,
+        instance_id: String,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            runtime,
+            consumer: OnceLock::new(),
+            workers: Mutex::new(HashMap::new()),
+            deliverer,
+            settings,
+            rebalance_drain_timeout,
+            group_id,
+            instance_id,
+            metrics,
+            health,
+        }
+    }
+
+    fn workers(&self) -> MutexGuard<'_, HashMap<PartitionId, WorkerHandle>> {
+        // A poisoned lock means a panic while holding it; the map itself is still consistent
+        // (single inserts and removes), so keep going.
+        self.workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this member runs a worker for the partition.
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.workers().contains_key(&(Arc::from(topic), partition))
+    }
+
+    fn owned(&self) -> Vec<String> {
+        let mut owned: Vec<String> = self.workers().keys().map(label).collect();
+        owned.sort();
+        owned
+    }
+
+    /// Splits the partition's queue and starts its worker.
+    fn start_worker(&self, topic: &str, partition: i32) {
+        if self.health.is_shutting_down() {
+            return;
+        }
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let topic: Arc<str> = Arc::from(topic);
+        let id = (topic.clone(), partition);
+        if self.workers().contains_key(&id) {
+            return;
+        }
+        let Some(mut queue) = consumer.split_partition_queue(&topic, partition) else {
+            error!(topic = %topic, partition, "Could not split partition queue");
+            self.health.set_failed();
+            return;
+        };
+        let wakeup = Arc::new(Notify::new());
+        let notify = wakeup.clone();
+        queue.set_nonempty_callback(move || notify.notify_one());
+        let drain = Drain::default();
+        let worker = PartitionWorker {
+            topic: topic.clone(),
+            partition,
+            source: KafkaPartition {
+                topic,
+                partition,
+                queue,
+                consumer,
+            },
+            wakeup,
+            deliverer: self.deliverer.clone(),
+            settings: self.settings.clone(),
+            drain: drain.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+        };
+        let join = self.runtime.spawn(worker.run());
+        self.workers().insert(id, WorkerHandle { drain, join });
+        self.metrics.assigned_partitions.inc();
+    }
+
+    /// Stops the given partitions' workers (all when `None`), waits until `deadline` for
+    /// their in-flight deliveries, then abandons what is left. Returns each drained
+    /// partition's final committable offset.
+    pub async fn drain_workers(
+        &self,
+        which: Option<&[PartitionId]>,
+        deadline: tokio::time::Instant,
+    ) -> Vec<(PartitionId, Option<i64>)> {
+        let handles: Vec<(PartitionId, WorkerHandle)> = {
+            let mut workers = self.workers();
+            match which {
+                None => workers.drain().collect(),
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| workers.remove_entry(id))
+                    .collect(),
+            }
+        };
+        for (_, handle) in &handles {
+            handle.drain.stop.cancel();
+        }
+        let mut exits = Vec::with_capacity(handles.len());
+        for (id, mut handle) in handles {
+            let exit = match tokio::time::timeout_at(deadline, &mut handle.join).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    warn!(topic = %id.0, partition = id.1, "Drain timeout passed; abandoning in-flight deliveries (they will be redelivered)");
+                    handle.drain.abandon.cancel();
+                    handle.join.await
+                }
+            };
+            self.metrics.assigned_partitions.dec();
+            match exit {
+                Ok(exit) => exits.push((id, exit.committable)),
+                Err(join_error) => {
+                    error!(topic = %id.0, partition = id.1, error = %join_error, "Partition worker failed");
+                    exits.push((id, None));
+                }
+            }
+        }
+        exits
+    }
+
+    /// The rebalance assigned `list`: start a worker per partition; the member is ready.
+    pub fn on_assign(&self, list: &TopicPartitionList) {
+        let gained: Vec<String> = list
+            .elements()
+            .iter()
+            .map(|element| format!("{}[{}]", element.topic(), element.partition()))
+            .collect();
+        for element in list.elements() {
+            self.start_worker(element.topic(), element.partition());
+        }
+        self.health.set_ready();
+        events::partitions_assigned(
+            &self.metrics,
+            &self.group_id,
+            &self.instance_id,
+            &gained,
+            &self.owned(),
+        );
+    }
+
+    /// The rebalance revokes `list`: drain those workers, then (unless the assignment was
+    /// lost to another member already) commit their final offsets before returning, which
+    /// is when librdkafka releases them. Runs on the pump thread, so it may block.
+    pub fn on_revoke(&self, consumer: &BaseConsumer<C>, list: &TopicPartitionList) {
+        let lost = consumer.assignment_lost();
+        let ids: Vec<PartitionId> = list
+            .elements()
+            .iter()
+            .map(|element| (Arc::from(element.topic()), element.partition()))
+            .collect();
+        let revoked: Vec<String> = ids.iter().map(label).collect();
+        events::partitions_revoked(
+            &self.metrics,
+            &self.group_id,
+            &self.instance_id,
+            &revoked,
+            lost,
+        );
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Never block a runtime thread: this only happens if the consumer is dropped on
+            // one. Abandon at once; nothing unacknowledged is committed either way.
+            for (_, handle) in self.workers().iter().filter(|(id, _)| ids.contains(id)) {
+                handle.drain.stop.cancel();
+                handle.drain.abandon.cancel();
+            }
+            return;
+        }
+        let started = Instant::now();
+        // A lost assignment belongs to someone else already: stop at once, commit nothing.
+        let timeout = if lost {
+            Duration::ZERO
+        } else {
+            self.rebalance_drain_timeout
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let exits = self
+            .runtime
+            .block_on(self.drain_workers(Some(&ids), deadline));
+        if !lost {
+            let list = final_offsets(&exits);
+            if list.count() > 0 {
+                let committed = commit::commit_sync(consumer, Some(&list));
+                commit::log_revoke_commit(&committed, list.count());
+            }
+        }
+        events::partitions_released(
+            &self.metrics,
+            &self.group_id,
+            &revoked,
+            &self.owned(),
+            started.elapsed(),
+        );
+    }
+
+    /// Pauses fetching of every assigned partition (shutdown); returns how many.
+    pub fn pause_all(&self, consumer: &BaseConsumer<C>) -> usize {
+        match consumer.assignment() {
+            Ok(list) if list.count() > 0 => match consumer.pause(&list) {
+                Ok(()) => {
+                    self.metrics.paused_partitions.set(list.count() as i64);
+                    list.count()
+                }
+                Err(error) => {
+                    warn!(%error, "Could not pause partitions");
+                    0
+                }
+            },
+            _ => 0,
+        }
+    }
+}
+
+/// The drained partitions' final committable offsets as a commit list.
+fn final_offsets(exits: &[(PartitionId, Option<i64>)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), committable) in exits {
+        let Some(offset) = committable else { continue };
+        if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            warn!(topic = %topic, partition, %error, "Cannot commit this revoked partition; its next owner redelivers from the last commit");
+        }
+    }
+    list
+}
+
+fn label((topic, partition): &PartitionId) -> String {
+    format!("{topic}[{partition}]")
+}

@@ -1,0 +1,65 @@
+//! A partition's own librdkafka queue as a worker's [`PartitionSource`]: records are copied
+//! out of librdkafka's buffers into owned [`Record`]s, offsets stored through the consumer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::partition::PartitionSource;
+use crate::record::Record;
+
+/// One partition's split queue and the consumer that stores its offsets. Holding the
+/// consumer `Arc` keeps it open until the worker ends.
+pub struct KafkaPartition<C: ConsumerContext + 'static> {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub queue: PartitionQueue<C>,
+    pub consumer: Arc<BaseConsumer<C>>,
+}
+
+impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
+    fn poll(&mut self) -> Option<Result<Record, KafkaError>> {
+        let result = self.queue.poll(Duration::ZERO)?;
+        Some(result.map(|message| record_from(&message, self.topic.clone())))
+    }
+
+    fn store(&self, offset: i64) -> Result<(), KafkaError> {
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))?;
+        self.consumer.store_offsets(&list)
+    }
+}
+
+/// Copies a message out of librdkafka's buffer.
+pub fn record_from(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| {
+                    (
+                        header.key.to_string(),
+                        header.value.map(Bytes::copy_from_slice),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic,
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(Bytes::copy_from_slice),
+        value: message.payload().map(Bytes::copy_from_slice),
+        headers,
+        received_at: Instant::now(),
+    }
+}

@@ -1,0 +1,93 @@
+//! The shutdown sequence, every step capped by one [`Deadline`] of
+//! `termination_grace_period − 1 s` from the signal: stop being ready, pause fetching, drain
+//! in-flight deliveries (within `drain_timeout`), commit the acknowledged offsets, close the
+//! consumer (it leaves the group). Past the deadline the process exits without waiting
+//! further; nothing unacknowledged was ever stored, so that loses nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::Deadline;
+use crate::kafka::{commit, SidecarConsumer};
+use crate::ops::{Health, Metrics};
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Drained, committed and left the group.
+    Clean,
+    /// The deadline passed before the consumer closed (e.g. the broker was unreachable).
+    DeadlineExceeded,
+    /// A second signal cut the shutdown short.
+    SecondSignal,
+}
+
+/// What the running sidecar holds that the shutdown takes apart.
+pub struct Running {
+    pub consumer: Arc<SidecarConsumer>,
+    pub pump: std::thread::JoinHandle<()>,
+    pub pump_stop: CancellationToken,
+    /// Fires when the pump closed the consumer.
+    pub closed: oneshot::Receiver<()>,
+    pub health: Arc<Health>,
+    pub metrics: Metrics,
+}
+
+/// Runs the sequence. `drain_timeout` limits the drain; `budget` (grace period − 1 s) the
+/// whole sequence.
+pub async fn shutdown(running: Running, drain_timeout: Duration, budget: Duration) -> Exit {
+    let started = Instant::now();
+    let deadline = Deadline::after(budget);
+    let Running {
+        consumer,
+        pump,
+        pump_stop,
+        closed,
+        health,
+        metrics,
+    } = running;
+    health.begin_shutdown();
+    let registry = &consumer.context().registry;
+    let paused = registry.pause_all(&consumer);
+    info!(
+        paused,
+        drain_timeout_ms = drain_timeout.as_millis() as u64,
+        deadline_ms = budget.as_millis() as u64,
+        "Shutting down: paused fetching, draining in-flight deliveries"
+    );
+    registry
+        .drain_workers(None, deadline.cap(drain_timeout))
+        .await;
+    metrics
+        .shutdown_drain
+        .observe(started.elapsed().as_secs_f64());
+
+    commit::commit_stored_until(consumer.clone(), deadline.at(), &metrics).await;
+
+    // The pump holds the last reference once the workers are gone; it closes the consumer.
+    drop(consumer);
+    pump_stop.cancel();
+    let exit = match tokio::time::timeout_at(deadline.at(), closed).await {
+        Ok(_) => {
+            let _ = tokio::task::spawn_blocking(move || pump.join()).await;
+            Exit::Clean
+        }
+        Err(_) => {
+            error!(
+                remaining_ms = deadline.remaining().as_millis() as u64,
+                "Shutdown deadline passed before the consumer closed; exiting (uncommitted records will be redelivered)"
+            );
+            Exit::DeadlineExceeded
+        }
+    };
+    info!(
+        shutdown_ms = started.elapsed().as_millis() as u64,
+        "Stopped"
+    );
+    exit
+}

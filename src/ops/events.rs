@@ -1,0 +1,326 @@
+//! One function per thing that happens, writing its log line and its metrics together, so a
+//! log and a metric never disagree. Label values come from the enums below (bounded sets).
+//! Per-partition log lines run inside the worker's `partition` span, which carries `topic`
+//! and `partition`.
+
+use std::time::Duration;
+
+use prometheus::{Gauge, IntCounter};
+use tracing::{debug, error, info, warn};
+
+use super::metrics::Metrics;
+use crate::record::Record;
+
+/// The class of an attempt's result, the `class` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    Informational,
+    Success,
+    Redirect,
+    ClientError,
+    ServerError,
+    Timeout,
+    ConnectionError,
+}
+
+impl StatusClass {
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            100..=199 => Self::Informational,
+            200..=299 => Self::Success,
+            300..=399 => Self::Redirect,
+            400..=499 => Self::ClientError,
+            _ => Self::ServerError,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Informational => "1xx",
+            Self::Success => "2xx",
+            Self::Redirect => "3xx",
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+            Self::Timeout => "timeout",
+            Self::ConnectionError => "connection_error",
+        }
+    }
+}
+
+/// How a record was disposed of (acknowledged), the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    DeadLettered,
+    Dropped,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Delivered => "success",
+            Self::DeadLettered => "dead_lettered",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// A rebalance callback, the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebalanceKind {
+    Assign,
+    Revoke,
+    Lost,
+    Error,
+}
+
+impl RebalanceKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Assign => "assign",
+            Self::Revoke => "revoke",
+            Self::Lost => "lost",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The result of an offset commit, the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitResult {
+    Ok,
+    Error,
+    /// A synchronous commit did not answer before the shutdown deadline.
+    Timeout,
+}
+
+impl CommitResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// One HTTP attempt finished (any result).
+pub fn attempt_finished(metrics: &Metrics, topic: &str, class: StatusClass, took: Duration) {
+    metrics
+        .attempts
+        .with_label_values(&[topic, class.label()])
+        .inc();
+    metrics
+        .attempt_duration
+        .with_label_values(&[topic])
+        .observe(took.as_secs_f64());
+}
+
+/// An attempt failed and the record will be tried again after `delay`. Logged at warn on
+/// attempts 1, 2, 4, 8, … so a long outage stays visible without flooding, else at debug.
+pub fn retry_scheduled(
+    metrics: &Metrics,
+    record: &Record,
+    attempts: u32,
+    error: &str,
+    delay: Duration,
+    blocking: bool,
+) {
+    metrics.retries.with_label_values(&[&record.topic]).inc();
+    let delay_ms = delay.as_millis() as u64;
+    if attempts.is_power_of_two() {
+        warn!(
+            offset = record.offset,
+            attempts, error, delay_ms, blocking, "Delivery failed, retrying"
+        );
+    } else {
+        debug!(
+            offset = record.offset,
+            attempts, error, delay_ms, blocking, "Delivery failed, retrying"
+        );
+    }
+}
+
+/// A record was acknowledged: delivered, dead-lettered or dropped. `error` is the last
+/// failure for the latter two; `dead_letter_topic` names where it went.
+pub fn record_disposed(
+    metrics: &Metrics,
+    record: &Record,
+    outcome: Outcome,
+    attempts: u32,
+    error: Option<&str>,
+    dead_letter_topic: Option<&str>,
+) {
+    metrics
+        .deliveries
+        .with_label_values(&[&record.topic, outcome.label()])
+        .inc();
+    if let Some(timestamp) = record.timestamp_ms {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|since| since.as_millis() as i64)
+            .unwrap_or(timestamp);
+        metrics
+            .end_to_end_latency
+            .with_label_values(&[&record.topic])
+            .observe((now_ms - timestamp).max(0) as f64 / 1000.0);
+    }
+    let error = error.unwrap_or("");
+    match outcome {
+        Outcome::Delivered => {}
+        Outcome::DeadLettered => {
+            metrics.dead_letter_writes.with_label_values(&["ok"]).inc();
+            info!(
+                offset = record.offset,
+                attempts,
+                error,
+                dead_letter_topic = dead_letter_topic.unwrap_or(""),
+                "Dead-lettered record"
+            );
+        }
+        Outcome::Dropped => error!(
+            offset = record.offset,
+            attempts, error, "Dropped record after failed delivery (on_failure: drop)"
+        ),
+    }
+}
+
+/// Writing a record to the dead-letter topic failed; it is tried again after `delay`.
+pub fn dead_letter_failed(metrics: &Metrics, record: &Record, error: &str, delay: Duration) {
+    metrics
+        .dead_letter_writes
+        .with_label_values(&["error"])
+        .inc();
+    error!(
+        offset = record.offset,
+        error,
+        delay_ms = delay.as_millis() as u64,
+        "Could not write to the dead-letter topic, retrying"
+    );
+}
+
+/// A delivery started or finished (the in-flight gauge).
+pub fn delivery_started(metrics: &Metrics) {
+    metrics.in_flight.inc();
+}
+
+pub fn delivery_finished(metrics: &Metrics) {
+    metrics.in_flight.dec();
+}
+
+/// The group assigned partitions to this member.
+pub fn partitions_assigned(
+    metrics: &Metrics,
+    group_id: &str,
+    instance_id: &str,
+    gained: &[String],
+    owned: &[String],
+) {
+    metrics
+        .rebalances
+        .with_label_values(&[RebalanceKind::Assign.label()])
+        .inc();
+    info!(group_id, instance_id, gained = ?gained, owned = ?owned, "Partitions assigned");
+}
+
+/// Partitions are being revoked (or were lost); their workers drain next.
+pub fn partitions_revoked(
+    metrics: &Metrics,
+    group_id: &str,
+    instance_id: &str,
+    revoked: &[String],
+    lost: bool,
+) {
+    let kind = if lost {
+        RebalanceKind::Lost
+    } else {
+        RebalanceKind::Revoke
+    };
+    metrics.rebalances.with_label_values(&[kind.label()]).inc();
+    info!(group_id, instance_id, revoked = ?revoked, lost, "Partitions being revoked; draining");
+}
+
+/// Revoked partitions were drained (and committed unless lost) and are released.
+pub fn partitions_released(
+    metrics: &Metrics,
+    group_id: &str,
+    revoked: &[String],
+    owned: &[String],
+    took: Duration,
+) {
+    metrics.rebalance_drain.observe(took.as_secs_f64());
+    info!(
+        group_id,
+        revoked = ?revoked,
+        drain_ms = took.as_millis() as u64,
+        owned = ?owned,
+        "Partitions released"
+    );
+}
+
+/// librdkafka reported a rebalance error.
+pub fn rebalance_failed(metrics: &Metrics, error: &str) {
+    metrics
+        .rebalances
+        .with_label_values(&[RebalanceKind::Error.label()])
+        .inc();
+    error!(error, "Rebalance error");
+}
+
+/// An offset commit finished (automatic, revoke or shutdown). "Nothing new to commit" is not
+/// an event.
+pub fn commit_finished(metrics: &Metrics, result: CommitResult, error: Option<&str>) {
+    metrics.commits.with_label_values(&[result.label()]).inc();
+    match result {
+        CommitResult::Ok => {}
+        CommitResult::Error => warn!(
+            error = error.unwrap_or(""),
+            "Offset commit failed; a later commit or the next owner covers it (nothing unacknowledged is ever committed)"
+        ),
+        CommitResult::Timeout => warn!(
+            "Offset commit did not answer before the shutdown deadline; uncommitted records will be redelivered"
+        ),
+    }
+}
+
+/// Metric handles of one partition, resolved once when its worker starts (the per-record
+/// path does no label lookup).
+pub struct PartitionMetrics {
+    metrics: Metrics,
+    topic: String,
+    partition: String,
+    received: IntCounter,
+    oldest_unacked_age: Gauge,
+}
+
+impl PartitionMetrics {
+    pub fn new(metrics: &Metrics, topic: &str, partition: i32) -> Self {
+        let partition = partition.to_string();
+        Self {
+            received: metrics.records_received.with_label_values(&[topic]),
+            oldest_unacked_age: metrics
+                .oldest_unacked_age
+                .with_label_values(&[topic, &partition]),
+            metrics: metrics.clone(),
+            topic: topic.to_string(),
+            partition,
+        }
+    }
+
+    /// A record was taken from the partition queue.
+    pub fn record_received(&self) {
+        self.received.inc();
+    }
+
+    /// The head-of-line signal: how long the oldest unacknowledged record has waited.
+    pub fn head_of_line(&self, age: Duration) {
+        self.oldest_unacked_age.set(age.as_secs_f64());
+    }
+
+    /// The partition left this member: drop its per-partition series.
+    pub fn forget(&self) {
+        let labels = [self.topic.as_str(), self.partition.as_str()];
+        let _ = self.metrics.consumer_lag.remove_label_values(&labels);
+        let _ = self.metrics.oldest_unacked_age.remove_label_values(&labels);
+    }
+}

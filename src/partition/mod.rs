@@ -1,0 +1,23 @@
+//! One partition's records between Kafka and the endpoint: the worker task ([`worker`]), the
+//! committable-offset watermark ([`offsets`]) and the ordering-mode scheduler
+//! ([`scheduler`]). The worker reads its records from a [`PartitionSource`], so this folder
+//! knows nothing of the consumer it runs under (`kafka::source` implements it).
+
+use rdkafka::error::KafkaError;
+
+use crate::record::Record;
+
+pub mod offsets;
+pub mod scheduler;
+pub mod worker;
+
+pub use worker::{PartitionWorker, WorkerExit, WorkerSettings};
+
+/// Where a worker takes its partition's records from and stores its committable offset.
+pub trait PartitionSource: Send + 'static {
+    /// The next record if one is ready now; `None` when the queue is empty.
+    fn poll(&mut self) -> Option<Result<Record, KafkaError>>;
+    /// Stores the committable offset (the lowest unacknowledged); the consumer commits it
+    /// on its next commit.
+    fn store(&self, offset: i64) -> Result<(), KafkaError>;
+}
