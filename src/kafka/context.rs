@@ -54,10 +54,12 @@ impl ClientContext for SidecarContext {
                 {
                     continue;
                 }
-                self.metrics
-                    .consumer_lag
-                    .with_label_values(&[topic_name, &partition.to_string()])
-                    .set(stats.consumer_lag_stored);
+                events::lag_observed(
+                    &self.metrics,
+                    topic_name,
+                    *partition,
+                    stats.consumer_lag_stored,
+                );
             }
         }
     }

@@ -129,7 +129,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         };
         let join = self.runtime.spawn(worker.run());
         self.workers().insert(id, WorkerHandle { drain, join });
-        self.metrics.assigned_partitions.inc();
+        events::partition_started(&self.metrics);
     }
 
     /// Stops the given partitions' workers (all when `None`), waits until `deadline` for
@@ -163,7 +163,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
                     handle.join.await
                 }
             };
-            self.metrics.assigned_partitions.dec();
+            events::partition_stopped(&self.metrics);
             match exit {
                 Ok(exit) => exits.push((id, exit.committable)),
                 Err(join_error) => {
@@ -254,7 +254,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         match consumer.assignment() {
             Ok(list) if list.count() > 0 => match consumer.pause(&list) {
                 Ok(()) => {
-                    self.metrics.paused_partitions.set(list.count() as i64);
+                    events::partitions_paused(&self.metrics, list.count());
                     list.count()
                 }
                 Err(error) => {

@@ -14,6 +14,7 @@ use tracing::{error, info};
 
 use super::Deadline;
 use crate::kafka::{commit, SidecarConsumer};
+use crate::ops::events;
 use crate::ops::{Health, Metrics};
 
 /// How the run ended.
@@ -60,12 +61,10 @@ pub async fn shutdown(running: Running, drain_timeout: Duration, budget: Duratio
         deadline_ms = budget.as_millis() as u64,
         "Shutting down: paused fetching, draining in-flight deliveries"
     );
-    registry
+    let drained = registry
         .drain_workers(None, deadline.cap(drain_timeout))
         .await;
-    metrics
-        .shutdown_drain
-        .observe(started.elapsed().as_secs_f64());
+    events::shutdown_drained(&metrics, drained.len(), started.elapsed());
 
     commit::commit_stored_until(consumer.clone(), deadline.at(), &metrics).await;
 

@@ -283,6 +283,38 @@ pub fn commit_finished(metrics: &Metrics, result: CommitResult, error: Option<&s
     }
 }
 
+/// A partition worker started or stopped (the assigned-partitions gauge).
+pub fn partition_started(metrics: &Metrics) {
+    metrics.assigned_partitions.inc();
+}
+
+pub fn partition_stopped(metrics: &Metrics) {
+    metrics.assigned_partitions.dec();
+}
+
+/// Fetching was paused for `count` partitions (shutdown).
+pub fn partitions_paused(metrics: &Metrics, count: usize) {
+    metrics.paused_partitions.set(count as i64);
+}
+
+/// librdkafka's statistics gave a partition's lag (high watermark − stored offset).
+pub fn lag_observed(metrics: &Metrics, topic: &str, partition: i32, lag: i64) {
+    metrics
+        .consumer_lag
+        .with_label_values(&[topic, &partition.to_string()])
+        .set(lag);
+}
+
+/// The shutdown drain finished (or hit its limit).
+pub fn shutdown_drained(metrics: &Metrics, partitions: usize, took: Duration) {
+    metrics.shutdown_drain.observe(took.as_secs_f64());
+    info!(
+        partitions,
+        drain_ms = took.as_millis() as u64,
+        "Drained in-flight deliveries"
+    );
+}
+
 /// Metric handles of one partition, resolved once when its worker starts (the per-record
 /// path does no label lookup).
 pub struct PartitionMetrics {
