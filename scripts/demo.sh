@@ -33,8 +33,16 @@ ADMIN="http://127.0.0.1:$ADMIN_PORT"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
+# Install what is missing (system packages, the Kafka jars) on a fresh machine.
+for tool in kcat curl python3 java mvn cmake; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        say "installing what the demo needs (scripts/setup.sh --base)"
+        "$ROOT/scripts/setup.sh" --base
+        break
+    fi
+done
 for tool in kcat curl python3 cargo java; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run scripts/setup.sh)"
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found after scripts/setup.sh --base"
 done
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in "$RECEIVER_PORT" "$ADMIN_PORT"; do

