@@ -112,10 +112,7 @@ async fn default_200_records_request() {
             .join()
     });
     let panic = outcome.expect_err("waiting for 3 of 2 requests must time out");
-    let err = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let err = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(err.contains("timed out"), "{err}");
 
     ep.clear();
@@ -208,7 +205,10 @@ async fn hang_until_client_gives_up_and_close() {
     .await;
     assert!(r.is_err(), "hanging request must not be answered");
     // The client giving up releases the hanging request on the server side.
-    wait_until(WAIT, "the hanging request is released", || ep.in_flight() == 0).await;
+    wait_until(WAIT, "the hanging request is released", || {
+        ep.in_flight() == 0
+    })
+    .await;
     // Recorded on arrival even though never answered.
     assert_eq!(ep.request_count(), 1);
     assert_eq!(ep.requests()[0].answered_status, None);
