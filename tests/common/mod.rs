@@ -51,8 +51,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn client_config() -> ClientConfig {
+    client_config_at(&bootstrap())
+}
+
+/// A client config for the cluster at `bootstrap` (a test's private cluster).
+pub fn client_config_at(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap());
+    config.set("bootstrap.servers", bootstrap);
     config
 }
 
@@ -62,7 +67,17 @@ pub async fn create_topic(name: &str, partitions: i32) {
 }
 
 pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    create_topic_at(&bootstrap(), name, partitions, configs).await
+}
+
+pub async fn create_topic_at(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config_at(bootstrap).create().expect("admin client");
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         topic = topic.set(key, value);
@@ -77,7 +92,9 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
     for result in results {
         result.unwrap_or_else(|(topic, error)| panic!("creating topic {topic}: {error}"));
     }
-    let consumer: BaseConsumer = client_config().create().expect("metadata client");
+    let consumer: BaseConsumer = client_config_at(bootstrap)
+        .create()
+        .expect("metadata client");
     wait_until(
         Duration::from_secs(30),
         &format!("topic {name} has {partitions} partitions"),
@@ -98,7 +115,11 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
 }
 
 pub fn producer() -> FutureProducer {
-    client_config()
+    producer_at(&bootstrap())
+}
+
+pub fn producer_at(bootstrap: &str) -> FutureProducer {
+    client_config_at(bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -216,7 +237,17 @@ pub async fn produce_raw(
 /// The group's committed offset per partition (-1 where nothing is committed). Uses a client
 /// with the group id that never subscribes, so it does not join or disturb the group.
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = client_config()
+    committed_offsets_at(&bootstrap(), group, topic, partitions).expect("committed offsets")
+}
+
+/// [`committed_offsets`] of the cluster at `bootstrap`; `Err` if it does not answer in 10 s.
+pub fn committed_offsets_at(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<i64>, rdkafka::error::KafkaError> {
+    let consumer: BaseConsumer = client_config_at(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -225,10 +256,8 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
     for partition in 0..partitions {
         list.add_partition(topic, partition);
     }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    Ok((0..partitions)
         .map(|partition| {
             match committed
                 .find_partition(topic, partition)
@@ -238,7 +267,7 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
                 _ => -1,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The end (high watermark) of every partition.
@@ -323,7 +352,12 @@ pub fn free_port() -> u16 {
 /// [`Sidecar::start`]): short session and commit interval, fast retries, text logs. The admin
 /// port is chosen when the sidecar starts. Adjust fields before starting it.
 pub fn test_config(group: &str, topic: &str, url: &str) -> Config {
-    let mut config = Config::new(&bootstrap(), group, &[topic], url);
+    test_config_at(&bootstrap(), group, topic, url)
+}
+
+/// [`test_config`] for the cluster at `bootstrap` (a test's private cluster).
+pub fn test_config_at(bootstrap: &str, group: &str, topic: &str, url: &str) -> Config {
+    let mut config = Config::new(bootstrap, group, &[topic], url);
     config.kafka.session_timeout = Duration::from_secs(6);
     config.kafka.commit_interval = Duration::from_millis(200);
     config.kafka.rebalance_drain_timeout = Duration::from_secs(5);
