@@ -137,9 +137,10 @@ async fn sigterm_while_the_broker_is_down_exits_in_time_and_commits_nothing_unac
             seq: (index / KEYS) as u64,
         })
         .collect();
+    let from = |keyed: &Keyed, key: &str, seq: u64| keyed.key == key && keyed.seq >= seq;
     let before_outage = records
         .iter()
-        .filter(|k| !(k.key == "k0" && k.seq >= 1) && !(k.key == "k1" && k.seq >= 2))
+        .filter(|k| !(from(k, "k0", 1) || from(k, "k1", 2)))
         .count();
     endpoint.wait_for_distinct_ids(before_outage, LONG).await;
     let id = |offset: i64| format!("{topic}-0-{offset}");
@@ -174,10 +175,7 @@ async fn sigterm_while_the_broker_is_down_exits_in_time_and_commits_nothing_unac
     // acknowledged during the outage: offsets 0..9 are now all acknowledged, 9 is not.
     cluster.run(&["stop-node", "1"]).await;
     gate_open.store(true, Ordering::SeqCst);
-    let after_outage = records
-        .iter()
-        .filter(|k| !(k.key == "k1" && k.seq >= 2))
-        .count();
+    let after_outage = records.iter().filter(|k| !from(k, "k1", 2)).count();
     endpoint.wait_for_distinct_ids(after_outage, LONG).await;
 
     // Then the sidecar is told to stop.
@@ -188,6 +186,20 @@ async fn sigterm_while_the_broker_is_down_exits_in_time_and_commits_nothing_unac
     eprintln!(
         "broker down: exited with {status} {took:?} after SIGTERM (drain_timeout {DRAIN:?}, \
          termination_grace_period {GRACE:?})"
+    );
+
+    // The broker returns with the same data (before the assertions, so that a failing run
+    // still reports the committed offset): the commit never passed the unacknowledged record.
+    cluster.run(&["start-node", "1"]).await;
+    let committed = wait_until(
+        LONG,
+        "the restarted broker answers the group's committed offsets",
+        || committed_offsets_at(&cluster.bootstrap, &group, &topic, 1).ok(),
+    )
+    .await;
+    eprintln!(
+        "broker back: committed {committed:?}, unacknowledged offset {unacked} (committed \
+         before the outage: {gated})"
     );
     let hard_deadline = GRACE - Duration::from_secs(1);
     assert!(
@@ -201,19 +213,6 @@ async fn sigterm_while_the_broker_is_down_exits_in_time_and_commits_nothing_unac
         Some(EXIT_CUT_SHORT),
         "exit code of a shutdown cut short by the broker outage; log:\n{}",
         sidecar.logs()
-    );
-
-    // The broker returns with the same data: the commit never passed the unacknowledged record.
-    cluster.run(&["start-node", "1"]).await;
-    let committed = wait_until(
-        LONG,
-        "the restarted broker answers the group's committed offsets",
-        || committed_offsets_at(&cluster.bootstrap, &group, &topic, 1).ok(),
-    )
-    .await;
-    eprintln!(
-        "broker back: committed {committed:?}, unacknowledged offset {unacked} (committed \
-         before the outage: {gated})"
     );
     assert!(
         committed[0] <= unacked,
