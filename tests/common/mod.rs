@@ -170,20 +170,21 @@ pub async fn produce_keyed_from(
         let seq = first_seq + (index / keys) as u64;
         let body = payload(&key, seq);
         // Enqueued in order on this task, so the partition's offsets follow the sequence.
-        let delivery = loop {
-            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&body)) {
-                Ok(delivery) => break delivery,
+        let delivery = wait_until(
+            Duration::from_secs(60),
+            "the producer's queue has room",
+            || match producer.send_result(FutureRecord::to(topic).key(&key).payload(&body)) {
+                Ok(delivery) => Some(delivery),
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(
                         rdkafka::types::RDKafkaErrorCode::QueueFull,
                     ),
                     _,
-                )) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                )) => None,
                 Err((error, _)) => panic!("produce: {error}"),
-            }
-        };
+            },
+        )
+        .await;
         pending.push(delivery);
         produced.push(Keyed { key, seq });
         if pending.len() >= 2000 {
