@@ -27,7 +27,7 @@ const GRACE: Duration = Duration::from_secs(8);
 /// reaching the process, process teardown, and the 50 ms poll of `wait_exit`.
 const TEARDOWN_SLACK: Duration = Duration::from_millis(500);
 /// The exit code of a shutdown cut short by the hard deadline (`EXIT_FORCED` in `src/lib.rs`;
-/// a clean shutdown exits 0, a bad config 64).
+/// a clean shutdown exits 0, a bad config 64). The README documents 0 and 64 but not this one.
 const EXIT_CUT_SHORT: i32 = 1;
 
 /// A private Kafka cluster started by `scripts/kafka.sh`; stopped when dropped (also when the
