@@ -768,20 +768,20 @@ fn config_errors_table() {
 #[test]
 fn check_config_does_not_connect() {
     // Port 1: nothing listens, so a connection attempt would hang or fail.
-    let closed = "kafka:\n  bootstrap_servers: 127.0.0.1:1\n  group_id: g\n  topics: [orders]\n\
-                  delivery:\n  url: http://127.0.0.1:1/\n";
+    let closed = Config::new("127.0.0.1:1", "g", &["orders"], "http://127.0.0.1:1/").to_yaml();
     // Listeners that would see any connection, and an admin address already taken.
     let broker = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let watched = format!(
-        "kafka:\n  bootstrap_servers: {}\n  group_id: g\n  topics: [orders]\n\
-         delivery:\n  url: http://{}/\nadmin:\n  listen: {}\n",
-        broker.local_addr().unwrap(),
-        endpoint.local_addr().unwrap(),
-        taken.local_addr().unwrap(),
+    let mut watched = Config::new(
+        &broker.local_addr().unwrap().to_string(),
+        "g",
+        &["orders"],
+        &format!("http://{}/", endpoint.local_addr().unwrap()),
     );
-    for (label, text) in [("closed ports", closed.to_string()), ("listeners", watched)] {
+    watched.admin.listen = taken.local_addr().unwrap().to_string();
+    let watched = watched.to_yaml();
+    for (label, text) in [("closed ports", closed), ("listeners", watched)] {
         let file = TempConfig::new(label, Some(&text));
         let started = Instant::now();
         let output = run(&["--config", file.path(), "--check-config"], &[]);

@@ -11,37 +11,31 @@ use std::time::{Duration, Instant};
 
 use common::endpoint::{Endpoint, Reply};
 use common::*;
+use kafka_webhook_sidecar::config::{FailurePolicy, GroupProtocol, Ordering as DeliveryOrdering};
 
 const LONG: Duration = Duration::from_secs(120);
 
-async fn delivers_everything_in_order(ordering: &str) {
-    delivers_everything_in_order_with(ordering, "").await
+async fn delivers_everything_in_order(ordering: DeliveryOrdering) {
+    delivers_everything_in_order_with(ordering, GroupProtocol::Classic).await
 }
 
-/// `kafka_extra` replaces the test default `session_timeout` line of the kafka section.
-async fn delivers_everything_in_order_with(ordering: &str, kafka_extra: &str) {
+/// (With `GroupProtocol::Consumer` the broker owns the session timeout: the sidecar does not
+/// pass `kafka.session_timeout` on.)
+async fn delivers_everything_in_order_with(ordering: DeliveryOrdering, protocol: GroupProtocol) {
     const PARTITIONS: i32 = 6;
     const RECORDS: usize = 10_000;
-    let topic = unique(&format!("bulk-{ordering}"));
+    let label = format!("{ordering:?}").to_lowercase();
+    let topic = unique(&format!("bulk-{label}"));
     let group = unique("bulk-group");
     create_topic(&topic, PARTITIONS).await;
     let produced = produce_keyed(&topic, 100, RECORDS).await;
     let endpoint = Endpoint::start().await;
-    let mut config = sidecar_config(
-        &group,
-        &topic,
-        &endpoint.url(),
-        &format!("ordering: {ordering}\nmax_in_flight: 16"),
-        "",
-    );
-    if !kafka_extra.is_empty() {
-        config = config.replace("  session_timeout: 6s\n", &format!("  {kafka_extra}\n"));
-    }
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.ordering = ordering;
+    config.delivery.max_in_flight = 16;
+    config.kafka.group_protocol = protocol;
     let sidecar = Sidecar::start_ready(&config).await;
-    endpoint
-        .wait_for_requests(RECORDS, LONG)
-        .await
-        .expect("all records delivered");
+    endpoint.wait_for_requests(RECORDS, LONG).await;
 
     let delivered = endpoint.successful_requests();
     let ids: HashSet<String> = delivered
@@ -60,7 +54,7 @@ async fn delivers_everything_in_order_with(ordering: &str, kafka_extra: &str) {
         "exactly the produced records"
     );
     assert_per_key_order(&delivered);
-    if ordering == "partition" {
+    if ordering == DeliveryOrdering::Partition {
         for (partition, records) in deliveries_by_partition(&delivered) {
             let offsets: Vec<i64> = records.iter().map(|(offset, _)| *offset).collect();
             assert!(
@@ -84,17 +78,17 @@ async fn delivers_everything_in_order_with(ordering: &str, kafka_extra: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partition_mode_delivers_10k_records_once_in_offset_order() {
-    delivers_everything_in_order("partition").await;
+    delivers_everything_in_order(DeliveryOrdering::Partition).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_mode_delivers_10k_records_once_in_key_order() {
-    delivers_everything_in_order("key").await;
+    delivers_everything_in_order(DeliveryOrdering::Key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumer_group_protocol_kip_848_delivers_10k_records_once_in_order() {
-    delivers_everything_in_order_with("partition", "group_protocol: consumer").await;
+    delivers_everything_in_order_with(DeliveryOrdering::Partition, GroupProtocol::Consumer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -105,18 +99,11 @@ async fn server_errors_are_retried_until_success() {
     produce_keyed(&topic, 5, 50).await;
     let endpoint = Endpoint::start().await;
     endpoint.fail_first_attempts(2, 500);
-    let sidecar = Sidecar::start_ready(&sidecar_config(
-        &group,
-        &topic,
-        &endpoint.url(),
-        "ordering: key\nmax_in_flight: 8",
-        "",
-    ))
-    .await;
-    endpoint
-        .wait_for_requests(50, LONG)
-        .await
-        .expect("all delivered");
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.ordering = DeliveryOrdering::Key;
+    config.delivery.max_in_flight = 8;
+    let sidecar = Sidecar::start_ready(&config).await;
+    endpoint.wait_for_requests(50, LONG).await;
 
     let mut attempts: HashMap<String, usize> = HashMap::new();
     for request in endpoint.requests() {
@@ -160,13 +147,10 @@ async fn retry_after_is_honoured() {
     let endpoint = Endpoint::start().await;
     endpoint.retry_after(1);
     // Retry-After is honoured up to max_backoff, so raise the test default (500 ms).
-    let config = sidecar_config(&group, &topic, &endpoint.url(), "", "")
-        .replace("max_backoff: 500ms", "max_backoff: 5s");
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.retry.max_backoff = Duration::from_secs(5);
     let _sidecar = Sidecar::start_ready(&config).await;
-    endpoint
-        .wait_for_requests(3, LONG)
-        .await
-        .expect("all delivered");
+    endpoint.wait_for_requests(3, LONG).await;
     for offset in 0..3 {
         let id = format!("{topic}-0-{offset}");
         let attempts = endpoint.requests_for_id(&id);
@@ -197,18 +181,11 @@ async fn bad_request_goes_to_dead_letter_topic_and_later_records_flow() {
             Reply::ok()
         }
     });
-    let sidecar = Sidecar::start_ready(&sidecar_config(
-        &group,
-        &topic,
-        &endpoint.url(),
-        &format!("on_failure: dead_letter\ndead_letter_topic: {dlq}"),
-        "",
-    ))
-    .await;
-    endpoint
-        .wait_for_requests(9, LONG)
-        .await
-        .expect("the other records delivered");
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.on_failure = FailurePolicy::DeadLetter;
+    config.delivery.dead_letter_topic = Some(dlq.clone());
+    let sidecar = Sidecar::start_ready(&config).await;
+    endpoint.wait_for_requests(9, LONG).await;
     wait_until(
         Duration::from_secs(30),
         "committed past the dead-lettered record",
@@ -230,16 +207,15 @@ async fn bad_request_goes_to_dead_letter_topic_and_later_records_flow() {
         .create()
         .unwrap();
     reader.subscribe(&[&dlq]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let message = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no record in the dead-letter topic"
-        );
-        if let Some(Ok(message)) = reader.poll(Duration::from_millis(200)) {
-            break message.detach();
-        }
-    };
+    let message = wait_until(
+        Duration::from_secs(30),
+        "a record arrives in the dead-letter topic",
+        || match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => Some(message.detach()),
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(message.key(), Some(&b"k0"[..]));
     assert_eq!(
         parse_payload(message.payload().unwrap()),
@@ -301,18 +277,10 @@ async fn drop_policy_counts_and_skips() {
             Reply::ok()
         }
     });
-    let sidecar = Sidecar::start_ready(&sidecar_config(
-        &group,
-        &topic,
-        &endpoint.url(),
-        "on_failure: drop",
-        "",
-    ))
-    .await;
-    endpoint
-        .wait_for_requests(9, LONG)
-        .await
-        .expect("the other records delivered");
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.on_failure = FailurePolicy::Drop;
+    let sidecar = Sidecar::start_ready(&config).await;
+    endpoint.wait_for_requests(9, LONG).await;
     wait_until(
         Duration::from_secs(30),
         "committed past the dropped record",
@@ -335,12 +303,8 @@ async fn block_policy_holds_the_commit_at_the_first_undelivered_record() {
     create_topic(&topic, 1).await;
     produce_keyed(&topic, 1, 5).await;
     let endpoint = Endpoint::start().await;
-    let _sidecar =
-        Sidecar::start_ready(&sidecar_config(&group, &topic, &endpoint.url(), "", "")).await;
-    endpoint
-        .wait_for_requests(5, LONG)
-        .await
-        .expect("first five delivered");
+    let _sidecar = Sidecar::start_ready(&test_config(&group, &topic, &endpoint.url())).await;
+    endpoint.wait_for_requests(5, LONG).await;
     wait_until(Duration::from_secs(30), "first five committed", || {
         committed_offsets(&group, &topic, 1) == vec![5]
     })
@@ -410,13 +374,10 @@ async fn hanging_endpoint_times_out_and_is_retried() {
     produce_keyed(&topic, 1, 3).await;
     let endpoint = Endpoint::start().await;
     endpoint.hang_first_attempt();
-    let config = sidecar_config(&group, &topic, &endpoint.url(), "", "")
-        .replace("timeout: 5s", "timeout: 500ms");
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.timeout = Duration::from_millis(500);
     let sidecar = Sidecar::start_ready(&config).await;
-    endpoint
-        .wait_for_requests(3, LONG)
-        .await
-        .expect("delivered after timeouts");
+    endpoint.wait_for_requests(3, LONG).await;
     for offset in 0..3 {
         let attempts = endpoint.requests_for_id(&format!("{topic}-0-{offset}"));
         assert_eq!(attempts.len(), 2, "one hung attempt, one success");
@@ -441,18 +402,11 @@ async fn kill_9_then_restart_loses_nothing_and_bounds_duplicates() {
     produce_keyed(&topic, 60, RECORDS).await;
     let endpoint = Endpoint::start().await;
     endpoint.slow(Duration::from_millis(2));
-    let config = sidecar_config(
-        &group,
-        &topic,
-        &endpoint.url(),
-        &format!("ordering: key\nmax_in_flight: {CAP}"),
-        "",
-    );
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.ordering = DeliveryOrdering::Key;
+    config.delivery.max_in_flight = CAP;
     let mut first = Sidecar::start_ready(&config).await;
-    endpoint
-        .wait_for_requests(RECORDS / 3, LONG)
-        .await
-        .expect("a third delivered");
+    endpoint.wait_for_requests(RECORDS / 3, LONG).await;
     first.kill9();
     let killed_at = Instant::now();
     let before_kill = endpoint.successful_requests();
@@ -513,12 +467,8 @@ async fn records_of_every_shape_are_delivered() {
     )
     .await;
     let endpoint = Endpoint::start().await;
-    let sidecar =
-        Sidecar::start_ready(&sidecar_config(&group, &topic, &endpoint.url(), "", "")).await;
-    endpoint
-        .wait_for_requests(5, LONG)
-        .await
-        .expect("all five delivered");
+    let sidecar = Sidecar::start_ready(&test_config(&group, &topic, &endpoint.url())).await;
+    endpoint.wait_for_requests(5, LONG).await;
     let by_offset: HashMap<String, _> = endpoint
         .successful_requests()
         .into_iter()

@@ -1,7 +1,6 @@
 //! Self-test of the scriptable test endpoint in `tests/common/endpoint.rs`.
 
-#[path = "common/endpoint.rs"]
-mod endpoint;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use endpoint::{Endpoint, Reply, IDEMPOTENCY_HEADER};
+use common::endpoint::{Endpoint, Reply, IDEMPOTENCY_HEADER};
+use common::wait_until;
 
 type TestClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -74,7 +74,7 @@ async fn default_200_records_request() {
     assert_eq!(a.status, 200);
     assert!(a.body.is_empty());
 
-    ep.wait_for_requests(1, WAIT).await.unwrap();
+    ep.wait_for_requests(1, WAIT).await;
     let reqs = ep.requests();
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
@@ -98,11 +98,21 @@ async fn default_200_records_request() {
     assert_eq!(a.headers.get("x-reply").unwrap(), "yes");
     assert_eq!(&a.body[..], b"hello");
 
-    // wait_for_requests reports a timeout as an error.
-    let err = ep
-        .wait_for_requests(3, Duration::from_millis(100))
-        .await
-        .unwrap_err();
+    // wait_for_requests reports a timeout as a failure (a panic naming what it waited for).
+    // It runs on a thread of its own so that the panic can be caught here.
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("runtime")
+                    .block_on(ep.wait_for_requests(3, Duration::from_millis(100)))
+            })
+            .join()
+    });
+    let panic = outcome.expect_err("waiting for 3 of 2 requests must time out");
+    let err = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(err.contains("timed out"), "{err}");
 
     ep.clear();
@@ -195,7 +205,10 @@ async fn hang_until_client_gives_up_and_close() {
     .await;
     assert!(r.is_err(), "hanging request must not be answered");
     // The client giving up releases the hanging request on the server side.
-    ep.wait_until(WAIT, |ep| ep.in_flight() == 0).await.unwrap();
+    wait_until(WAIT, "the hanging request is released", || {
+        ep.in_flight() == 0
+    })
+    .await;
     // Recorded on arrival even though never answered.
     assert_eq!(ep.request_count(), 1);
     assert_eq!(ep.requests()[0].answered_status, None);
@@ -203,7 +216,7 @@ async fn hang_until_client_gives_up_and_close() {
 
     let a = post(&c, &url, Some("t-2-0"), "{}").await.unwrap();
     assert_eq!(a.status, 200);
-    ep.wait_for_requests(1, WAIT).await.unwrap();
+    ep.wait_for_requests(1, WAIT).await;
 
     // Reply::close drops the connection without an answer.
     ep.set_handler(|_, _| Reply::close());
@@ -220,7 +233,7 @@ async fn hang_until_client_gives_up_and_close() {
     let c2 = client();
     let url2 = url.clone();
     let pending = tokio::spawn(async move { post(&c2, &url2, None, "{}").await });
-    ep.wait_until(WAIT, |ep| ep.in_flight() >= 1).await.unwrap();
+    wait_until(WAIT, "a request hangs", || ep.in_flight() >= 1).await;
     ep.stop().await;
     assert_eq!(ep.in_flight(), 0);
     let r = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap();
@@ -259,7 +272,7 @@ async fn set_down_is_connection_failure() {
     ep.set_down(false);
     let a = post(&client(), &url, Some("t-3-0"), "{}").await.unwrap();
     assert_eq!(a.status, 200);
-    ep.wait_for_requests(2, WAIT).await.unwrap();
+    ep.wait_for_requests(2, WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +361,7 @@ async fn many_keep_alive_requests() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    ep.wait_for_requests(N, WAIT).await.unwrap();
+    ep.wait_for_requests(N, WAIT).await;
     assert_eq!(ep.distinct_successful_ids().len(), N);
     assert!(ep.max_concurrency() <= CONN);
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::endpoint::{Endpoint, RecordedRequest, Reply};
 use common::*;
+use kafka_webhook_sidecar::config::{AssignmentStrategy, Config, Ordering as DeliveryOrdering};
 
 const LONG: Duration = Duration::from_secs(120);
 const PARTITIONS: i32 = 3;
@@ -25,89 +26,23 @@ const PARTITIONS: i32 = 3;
 const DRAIN: Duration = Duration::from_secs(5);
 /// `shutdown.termination_grace_period`: the longest a graceful exit may take.
 const GRACE: Duration = Duration::from_secs(10);
-const SHUTDOWN: &str = "shutdown:\n  drain_timeout: 5s\n  termination_grace_period: 10s\n";
 
 // ------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------
 
-/// What every instance of one test's group shares; `start(name)` adds the `x-instance` header.
-#[derive(Clone)]
-struct Setup {
-    group: String,
-    topic: String,
-    url: String,
-    session_timeout: &'static str,
-    /// `delivery.timeout`: each attempt's limit.
-    delivery_timeout: &'static str,
-    /// Extra lines under `kafka:`.
-    kafka: Vec<String>,
-    /// Extra lines under `delivery:`.
-    delivery: String,
+/// The config every instance of one test's group shares: the test defaults with a shutdown of
+/// `DRAIN` within `GRACE`. [`Instance::start`] adds the instance's `x-instance` header.
+fn group_config(group: &str, topic: &str, url: &str) -> Config {
+    let mut config = test_config(group, topic, url);
+    config.shutdown.drain_timeout = DRAIN;
+    config.shutdown.termination_grace_period = GRACE;
+    config
 }
 
-impl Setup {
-    fn new(group: &str, topic: &str, url: &str) -> Setup {
-        Setup {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            url: url.to_string(),
-            session_timeout: "6s",
-            delivery_timeout: "5s",
-            kafka: Vec::new(),
-            delivery: String::new(),
-        }
-    }
-
-    fn session_timeout(mut self, timeout: &'static str) -> Setup {
-        self.session_timeout = timeout;
-        self
-    }
-
-    fn delivery_timeout(mut self, timeout: &'static str) -> Setup {
-        self.delivery_timeout = timeout;
-        self
-    }
-
-    fn kafka(mut self, line: &str) -> Setup {
-        self.kafka.push(line.to_string());
-        self
-    }
-
-    fn delivery(mut self, lines: &str) -> Setup {
-        self.delivery = lines.to_string();
-        self
-    }
-
-    fn config(&self, instance: &str) -> String {
-        let delivery = format!("headers: {{x-instance: {instance}}}\n{}", self.delivery);
-        let config = sidecar_config(&self.group, &self.topic, &self.url, &delivery, SHUTDOWN);
-        let mut kafka = format!(
-            "  session_timeout: {}\n  rebalance_drain_timeout: 5s\n",
-            self.session_timeout
-        );
-        for line in &self.kafka {
-            kafka.push_str("  ");
-            kafka.push_str(line);
-            kafka.push('\n');
-        }
-        let replaced = config.replace(
-            "  session_timeout: 6s\n  commit_interval: 200ms\n  rebalance_drain_timeout: 5s\n",
-            &format!("  commit_interval: 200ms\n{kafka}"),
-        );
-        assert_ne!(replaced, config, "sidecar_config layout changed");
-        replaced.replace(
-            "\n  timeout: 5s\n  retry:",
-            &format!("\n  timeout: {}\n  retry:", self.delivery_timeout),
-        )
-    }
-
-    fn start(&self, instance: &str) -> Instance {
-        Instance {
-            name: instance.to_string(),
-            sidecar: Sidecar::start(&self.config(instance)),
-        }
-    }
+/// Sets a librdkafka property (`kafka.properties`).
+fn set_property(config: &mut Config, key: &str, value: &str) {
+    config.kafka.properties.insert(key.into(), value.into());
 }
 
 /// One sidecar process and the `x-instance` name it sends.
@@ -126,20 +61,36 @@ struct Rebalances {
 }
 
 impl Instance {
-    /// The metrics text; `None` while the admin server does not answer.
-    fn metrics_text(&self) -> Option<String> {
-        // A loaded machine may drop one scrape; try a few times before calling it down.
-        for attempt in 0..3 {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if let Some((200, body)) = self.sidecar.admin_get("/metrics") {
-                if !body.is_empty() {
-                    return Some(body);
-                }
-            }
+    /// Starts a sidecar with `config` plus the static header `x-instance: {name}`.
+    fn start(config: &Config, name: &str) -> Instance {
+        let mut config = config.clone();
+        config
+            .delivery
+            .headers
+            .insert("x-instance".into(), name.into());
+        Instance {
+            name: name.to_string(),
+            sidecar: Sidecar::start(&config),
         }
-        None
+    }
+
+    /// The metrics text of one scrape; `None` if the admin server did not answer it.
+    fn metrics_text(&self) -> Option<String> {
+        match self.sidecar.admin_get("/metrics") {
+            Some((200, body)) if !body.is_empty() => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Scrapes until `read` gets its value (a loaded machine may drop a scrape); panics if the
+    /// instance does not answer within 10 s.
+    async fn scraped<T>(&self, read: impl Fn(&Instance) -> Option<T>) -> T {
+        wait_until(
+            Duration::from_secs(10),
+            lazy(|| format!("instance {} answers /metrics", self.name)),
+            || read(self),
+        )
+        .await
     }
 
     /// `kws_assigned_partitions`; `None` while the admin server does not answer.
@@ -209,34 +160,26 @@ impl Instance {
 /// Waits until every listed instance answers and `accept` holds for their assigned-partition
 /// counts (in the order given).
 async fn wait_assigned(instances: &[&Instance], what: &str, accept: impl Fn(&[i64]) -> bool) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let counts: Option<Vec<i64>> = instances.iter().map(|i| i.assigned()).collect();
-        if let Some(counts) = &counts {
-            if accept(counts) {
-                eprintln!(
-                    "assignment settled ({what}): {:?}",
-                    instances
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .zip(counts)
-                        .collect::<Vec<_>>()
-                );
-                return;
-            }
-        }
-        if Instant::now() > deadline {
-            for instance in instances {
-                eprintln!(
-                    "---- log of {} ----\n{}",
-                    instance.name,
-                    instance.sidecar.logs()
-                );
-            }
-            panic!("timed out after {LONG:?} waiting until {what}; assigned: {counts:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let counts = wait_until(
+        LONG,
+        lazy(|| {
+            let counts: Vec<Option<i64>> = instances.iter().map(|i| i.assigned()).collect();
+            format!("{what}; assigned: {counts:?}")
+        }),
+        || {
+            let counts: Option<Vec<i64>> = instances.iter().map(|i| i.assigned()).collect();
+            counts.filter(|counts| accept(counts))
+        },
+    )
+    .await;
+    eprintln!(
+        "assignment settled ({what}): {:?}",
+        instances
+            .iter()
+            .map(|i| i.name.as_str())
+            .zip(counts)
+            .collect::<Vec<_>>()
+    );
 }
 
 /// A producer task writing keyed records (`k0`…, per-key sequence numbers) at a steady rate
@@ -315,34 +258,33 @@ fn delivered(endpoint: &Endpoint) -> Vec<Delivery> {
 
 /// Waits until every produced record was delivered successfully at least once.
 async fn wait_all_delivered(endpoint: &Endpoint, produced: &[Keyed], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        // Cheap test first: the distinct ids (topic-partition-offset) of 2xx answers.
-        if endpoint.distinct_successful_ids().len() >= produced.len() {
-            let seen: BTreeSet<Keyed> = delivered(endpoint)
-                .into_iter()
-                .filter_map(|d| d.keyed)
-                .collect();
-            if produced.iter().all(|keyed| seen.contains(keyed)) {
-                return;
-            }
-        }
-        if Instant::now() > deadline {
-            let seen: BTreeSet<Keyed> = delivered(endpoint)
-                .into_iter()
-                .filter_map(|d| d.keyed)
-                .collect();
-            let missing: Vec<&Keyed> = produced.iter().filter(|k| !seen.contains(k)).collect();
-            panic!(
-                "timed out after {timeout:?}: {} of {} produced records never delivered, e.g. {:?}; {}",
+    let missing = || -> Vec<Keyed> {
+        let seen: BTreeSet<Keyed> = delivered(endpoint)
+            .into_iter()
+            .filter_map(|d| d.keyed)
+            .collect();
+        produced
+            .iter()
+            .filter(|k| !seen.contains(k))
+            .cloned()
+            .collect()
+    };
+    wait_until(
+        timeout,
+        lazy(|| {
+            let missing = missing();
+            format!(
+                "every produced record is delivered: {} of {} never were, e.g. {:?}; {}",
                 missing.len(),
                 produced.len(),
                 &missing[..missing.len().min(10)],
                 endpoint.summary()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            )
+        }),
+        // Cheap test first: the distinct ids (topic-partition-offset) of 2xx answers.
+        || endpoint.distinct_successful_ids().len() >= produced.len() && missing().is_empty(),
+    )
+    .await
 }
 
 /// How often each record was delivered successfully; panics if one was never delivered or an
@@ -482,19 +424,17 @@ fn assert_offsets_contiguous_in_order(deliveries: &[Delivery], end: &[i64]) {
 /// endpoint's request list), then returns each partition's current deliverer (the instance of
 /// its latest delivery).
 async fn current_owners(endpoint: &Endpoint, mark: usize) -> BTreeMap<i32, String> {
-    let mut owners = BTreeMap::new();
     wait_until(LONG, "every partition delivers", || {
-        owners.clear();
+        let mut owners = BTreeMap::new();
         for request in endpoint.requests().iter().skip(mark) {
             if request.is_success() {
                 let d = to_delivery(request);
                 owners.insert(d.partition, d.instance);
             }
         }
-        owners.len() == PARTITIONS as usize
+        (owners.len() == PARTITIONS as usize).then_some(owners)
     })
-    .await;
-    owners
+    .await
 }
 
 /// The first successful delivery of `partition` by `instance` at or after `since`.
@@ -538,26 +478,26 @@ async fn cooperative_scale_out_standby_and_graceful_scale_in() {
     // A session timeout far above the handover times asserted below: a quick handover proves
     // the member left the group (LeaveGroup), not that its session expired. The heartbeat is
     // what tells the other members a rebalance started; keep it short.
-    let setup = Setup::new(&group, &topic, &endpoint.url())
-        .session_timeout("30s")
-        .kafka("assignment_strategy: cooperative-sticky")
-        .kafka("properties: {heartbeat.interval.ms: \"1000\"}");
+    let mut config = group_config(&group, &topic, &endpoint.url());
+    config.kafka.session_timeout = Duration::from_secs(30);
+    config.kafka.assignment_strategy = AssignmentStrategy::CooperativeSticky;
+    set_property(&mut config, "heartbeat.interval.ms", "1000");
     let load = Load::start(&topic, 20, 200);
 
-    let mut a = setup.start("a");
+    let mut a = Instance::start(&config, "a");
     a.sidecar.wait_ready(LONG).await;
     wait_until(LONG, "a delivers", || endpoint.successful_count() > 0).await;
     wait_assigned(&[&a], "a owns everything", |c| c == [3]).await;
 
-    let mut b = setup.start("b");
+    let mut b = Instance::start(&config, "b");
     b.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b], "a and b share", |c| c == [2, 1]).await;
 
-    let mut c = setup.start("c");
+    let mut c = Instance::start(&config, "c");
     c.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b, &c], "a, b, c own one each", |c| c == [1, 1, 1]).await;
 
-    let mut d = setup.start("d");
+    let mut d = Instance::start(&config, "d");
     d.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b, &c, &d], "d stands by idle", |c| c == [1, 1, 1, 0]).await;
     // d is ready while idle, and stays idle while the others deliver a good many records.
@@ -589,8 +529,8 @@ async fn cooperative_scale_out_standby_and_graceful_scale_in() {
 
     // SIGTERM a: it leaves the group, and the standby d takes its partition well before the
     // 30 s session timeout could have expired; b and c keep theirs without a revocation.
-    let b_revokes = b.rebalances().unwrap().revoke;
-    let c_revokes = c.rebalances().unwrap().revoke;
+    let b_revokes = b.scraped(Instance::rebalances).await.revoke;
+    let c_revokes = c.scraped(Instance::rebalances).await.revoke;
     let a_stopped = Instant::now();
     a.stop_gracefully().await;
     let a_part = a_parts[0];
@@ -606,12 +546,12 @@ async fn cooperative_scale_out_standby_and_graceful_scale_in() {
     );
     wait_assigned(&[&b, &c, &d], "b, c, d own one each", |c| c == [1, 1, 1]).await;
     assert_eq!(
-        b.rebalances().unwrap().revoke,
+        b.scraped(Instance::rebalances).await.revoke,
         b_revokes,
         "b's partition was revoked"
     );
     assert_eq!(
-        c.rebalances().unwrap().revoke,
+        c.scraped(Instance::rebalances).await.revoke,
         c_revokes,
         "c's partition was revoked"
     );
@@ -674,23 +614,24 @@ fn assert_graceful_run(
 
 /// The eager assignors: a, then b join; a is stopped (b takes everything); c joins; b is
 /// stopped (c takes everything). Same promises as with cooperative-sticky.
-async fn eager_handovers(strategy: &str) {
+async fn eager_handovers(assignor: AssignmentStrategy) {
+    let strategy = format!("{assignor:?}").to_lowercase();
     let topic = unique(&format!("life-{strategy}"));
     let group = unique(&format!("life-{strategy}-group"));
     create_topic(&topic, PARTITIONS).await;
     let endpoint = Endpoint::start().await;
-    let setup = Setup::new(&group, &topic, &endpoint.url())
-        .session_timeout("30s")
-        .kafka(&format!("assignment_strategy: {strategy}"))
-        .kafka("properties: {heartbeat.interval.ms: \"1000\"}");
+    let mut config = group_config(&group, &topic, &endpoint.url());
+    config.kafka.session_timeout = Duration::from_secs(30);
+    config.kafka.assignment_strategy = assignor;
+    set_property(&mut config, "heartbeat.interval.ms", "1000");
     let load = Load::start(&topic, 20, 200);
 
-    let mut a = setup.start("a");
+    let mut a = Instance::start(&config, "a");
     a.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a], "a owns everything", |c| c == [3]).await;
     wait_until(LONG, "a delivers", || endpoint.successful_count() > 0).await;
 
-    let mut b = setup.start("b");
+    let mut b = Instance::start(&config, "b");
     b.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b], "a and b share", |c| {
         c.iter().sum::<i64>() == 3 && c.iter().all(|n| *n > 0)
@@ -719,7 +660,7 @@ async fn eager_handovers(strategy: &str) {
         }
     }
 
-    let mut c = setup.start("c");
+    let mut c = Instance::start(&config, "c");
     c.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&b, &c], "b and c share", |c| {
         c.iter().sum::<i64>() == 3 && c.iter().all(|n| *n > 0)
@@ -735,17 +676,17 @@ async fn eager_handovers(strategy: &str) {
     wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
 
-    assert_graceful_run(strategy, &endpoint, &produced, &topic);
+    assert_graceful_run(&strategy, &endpoint, &produced, &topic);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn range_assignor_graceful_handovers() {
-    eager_handovers("range").await;
+    eager_handovers(AssignmentStrategy::Range).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roundrobin_assignor_graceful_handovers() {
-    eager_handovers("roundrobin").await;
+    eager_handovers(AssignmentStrategy::Roundrobin).await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -760,14 +701,15 @@ async fn kill_9_of_one_member_moves_its_partitions_after_the_session_timeout() {
     create_topic(&topic, PARTITIONS).await;
     let endpoint = Endpoint::start().await;
     endpoint.slow(Duration::from_millis(2));
-    let setup = Setup::new(&group, &topic, &endpoint.url())
-        .delivery(&format!("ordering: key\nmax_in_flight: {CAP}"));
+    let mut config = group_config(&group, &topic, &endpoint.url());
+    config.delivery.ordering = DeliveryOrdering::Key;
+    config.delivery.max_in_flight = CAP;
     let load = Load::start(&topic, 20, 200);
 
-    let mut a = setup.start("a");
+    let mut a = Instance::start(&config, "a");
     a.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a], "a owns everything", |c| c == [3]).await;
-    let mut b = setup.start("b");
+    let mut b = Instance::start(&config, "b");
     b.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b], "a and b share", |c| c == [2, 1]).await;
     let mark = endpoint.request_count();
@@ -782,7 +724,7 @@ async fn kill_9_of_one_member_moves_its_partitions_after_the_session_timeout() {
     // in progress (join state not steady), so a crash right after one redelivers everything
     // acknowledged during the rebalance, far more than one commit interval's worth. Wait until
     // a commits again on every interval.
-    let commits = a.commits_ok().unwrap();
+    let commits = a.scraped(Instance::commits_ok).await;
     wait_until(LONG, "a commits again after the rebalance", || {
         a.commits_ok().is_some_and(|now| now >= commits + 3.0)
     })
@@ -890,15 +832,23 @@ async fn sigterm_mid_retry_exits_in_time_and_commits_only_acknowledged_records()
         Some(keyed) if keyed.key == "k1" => Reply::hang(),
         _ => Reply::ok().after(Duration::from_secs(2)),
     });
-    let setup = Setup::new(&group, &topic, &endpoint.url())
-        .delivery_timeout("8s")
-        .delivery("ordering: key\nmax_in_flight: 4");
-    let mut a = setup.start("a");
+    let mut config = group_config(&group, &topic, &endpoint.url());
+    config.delivery.timeout = Duration::from_secs(8);
+    config.delivery.ordering = DeliveryOrdering::Key;
+    config.delivery.max_in_flight = 4;
+    let mut a = Instance::start(&config, "a");
     a.sidecar.wait_ready(LONG).await;
     let key_of = |r: &RecordedRequest| parse_payload(&r.body).map(|k| k.key);
-    endpoint
-        .wait_until(LONG, |ep| {
-            let requests = ep.requests();
+    wait_until(
+        LONG,
+        lazy(|| {
+            format!(
+                "retries, a hanging attempt and slow requests are under way; {}",
+                endpoint.summary()
+            )
+        }),
+        || {
+            let requests = endpoint.requests();
             let k0 = requests
                 .iter()
                 .filter(|r| key_of(r).as_deref() == Some("k0"))
@@ -915,10 +865,10 @@ async fn sigterm_mid_retry_exits_in_time_and_commits_only_acknowledged_records()
                 .filter(|r| r.is_success())
                 .map(to_delivery)
                 .any(|d| d.offset > lowest[d.partition as usize]);
-            k0 >= 3 && fresh_k1 && gap && ep.in_flight() >= 2
-        })
-        .await
-        .expect("retries, a hanging attempt and slow requests under way");
+            k0 >= 3 && fresh_k1 && gap && endpoint.in_flight() >= 2
+        },
+    )
+    .await;
 
     let acked_before = lowest_unacknowledged(&endpoint.requests(), &end);
     let in_flight = endpoint.in_flight();
@@ -969,17 +919,19 @@ async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
     let group = unique("life-static-group");
     create_topic(&topic, PARTITIONS).await;
     let endpoint = Endpoint::start().await;
-    let base = Setup::new(&group, &topic, &endpoint.url())
-        .session_timeout("30s")
-        .kafka("properties: {heartbeat.interval.ms: \"1000\"}");
-    let setup_a = base.clone().kafka("group_instance_id: inst-a");
-    let setup_b = base.clone().kafka("group_instance_id: inst-b");
+    let mut base = group_config(&group, &topic, &endpoint.url());
+    base.kafka.session_timeout = Duration::from_secs(30);
+    set_property(&mut base, "heartbeat.interval.ms", "1000");
+    let mut config_a = base.clone();
+    config_a.kafka.group_instance_id = "inst-a".into();
+    let mut config_b = base.clone();
+    config_b.kafka.group_instance_id = "inst-b".into();
     let load = Load::start(&topic, 20, 200);
 
-    let mut a = setup_a.start("a");
+    let mut a = Instance::start(&config_a, "a");
     a.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a], "a owns everything", |c| c == [3]).await;
-    let mut b = setup_b.start("b");
+    let mut b = Instance::start(&config_b, "b");
     b.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b], "a and b share", |c| {
         c.iter().sum::<i64>() == 3 && c.iter().all(|n| *n > 0)
@@ -992,16 +944,16 @@ async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
         .filter(|(_, owner)| owner.as_str() == "a")
         .map(|(partition, _)| *partition)
         .collect();
-    let a_count = a.assigned().unwrap();
+    let a_count = a.scraped(Instance::assigned).await;
     assert_eq!(a_parts.len() as i64, a_count, "{owners:?}");
-    let b_count = b.assigned().unwrap();
-    let b_before = b.rebalances().unwrap();
+    let b_count = b.scraped(Instance::assigned).await;
+    let b_before = b.scraped(Instance::rebalances).await;
     eprintln!("static: owners {owners:?}, b's rebalances {b_before:?}");
 
     // Restart inst-a within a few seconds (well inside the 30 s session timeout).
     let stopped = Instant::now();
     a.stop_gracefully().await;
-    let mut a2 = setup_a.start("a2");
+    let mut a2 = Instance::start(&config_a, "a2");
     a2.sidecar.wait_ready(LONG).await;
     for partition in &a_parts {
         wait_until(
@@ -1022,13 +974,13 @@ async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
     })
     .await;
     assert_eq!(
-        a2.assigned(),
-        Some(a_count),
+        a2.scraped(Instance::assigned).await,
+        a_count,
         "the restarted a got its partitions back"
     );
-    assert_eq!(b.assigned(), Some(b_count));
+    assert_eq!(b.scraped(Instance::assigned).await, b_count);
     assert_eq!(
-        b.rebalances().unwrap(),
+        b.scraped(Instance::rebalances).await,
         b_before,
         "b saw a rebalance while static member inst-a restarted; b's log:\n{}",
         b.sidecar.logs()
@@ -1071,14 +1023,14 @@ async fn outage_longer_than_max_poll_interval_keeps_the_member_in_the_group() {
             Reply::ok()
         }
     });
-    let setup = Setup::new(&group, &topic, &endpoint.url())
-        .kafka("properties: {max.poll.interval.ms: \"10000\"}");
+    let mut config = group_config(&group, &topic, &endpoint.url());
+    set_property(&mut config, "max.poll.interval.ms", "10000");
     let load = Load::start(&topic, 20, 100);
 
-    let mut a = setup.start("a");
+    let mut a = Instance::start(&config, "a");
     a.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a], "a owns everything", |c| c == [3]).await;
-    let mut b = setup.start("b");
+    let mut b = Instance::start(&config, "b");
     b.sidecar.wait_ready(LONG).await;
     wait_assigned(&[&a, &b], "a and b share", |c| {
         c.iter().sum::<i64>() == 3 && c.iter().all(|n| *n > 0)
@@ -1092,10 +1044,10 @@ async fn outage_longer_than_max_poll_interval_keeps_the_member_in_the_group() {
         .filter(|(_, owner)| owner.as_str() == "a")
         .map(|(partition, _)| *partition)
         .collect();
-    let a_count = a.assigned().unwrap();
-    let b_count = b.assigned().unwrap();
-    let a_before = a.rebalances().unwrap();
-    let b_before = b.rebalances().unwrap();
+    let a_count = a.scraped(Instance::assigned).await;
+    let b_count = b.scraped(Instance::assigned).await;
+    let a_before = a.scraped(Instance::rebalances).await;
+    let b_before = b.scraped(Instance::rebalances).await;
 
     outage.store(true, Ordering::SeqCst);
     let outage_started = Instant::now();
@@ -1137,9 +1089,9 @@ async fn outage_longer_than_max_poll_interval_keeps_the_member_in_the_group() {
     let produced = load.finish().await;
     wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
-    assert_eq!(a.assigned(), Some(a_count));
-    assert_eq!(a.rebalances(), Some(a_before));
-    assert_eq!(b.rebalances(), Some(b_before));
+    assert_eq!(a.scraped(Instance::assigned).await, a_count);
+    assert_eq!(a.scraped(Instance::rebalances).await, a_before);
+    assert_eq!(b.scraped(Instance::rebalances).await, b_before);
 
     let deliveries = delivered(&endpoint);
     assert_exactly_once(&deliveries, &produced);

@@ -8,7 +8,7 @@
 //! let ep = Endpoint::start().await;
 //! ep.fail_first_attempts(2, 503);
 //! // ... point the sidecar at ep.url() ...
-//! ep.wait_for_requests(10, Duration::from_secs(10)).await.unwrap();
+//! ep.wait_for_requests(10, Duration::from_secs(10)).await;
 //! ```
 #![allow(dead_code)]
 
@@ -25,16 +25,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+
+use super::{lazy, wait_until};
 
 /// Header carrying the record id (`{topic}-{partition}-{offset}`), identical on
 /// every retry of the same record.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-
-/// Poll interval of the `wait_*` helpers.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One request as seen by the endpoint.
 #[derive(Clone, Debug)]
@@ -679,42 +678,35 @@ impl Endpoint {
 
     // ---------------------------------------------------------------- waiting
 
-    /// Wait until at least `n` requests were answered with 2xx.
-    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Result<(), String> {
-        self.wait_until(timeout, |ep| ep.successful_count() >= n)
-            .await
-            .map_err(|e| format!("waiting for {n} successful (2xx) requests: {e}"))
+    /// Waits until at least `n` requests were answered with 2xx; panics after `timeout`
+    /// with a summary of what the endpoint saw.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) {
+        wait_until(
+            timeout,
+            lazy(|| format!("{n} requests were answered 2xx; {}", self.summary())),
+            || self.successful_count() >= n,
+        )
+        .await
     }
 
-    /// Wait until at least `n` requests were recorded (answered or not).
-    pub async fn wait_for_request_count(&self, n: usize, timeout: Duration) -> Result<(), String> {
-        self.wait_until(timeout, |ep| ep.request_count() >= n)
-            .await
-            .map_err(|e| format!("waiting for {n} recorded requests: {e}"))
+    /// Waits until at least `n` requests were recorded (answered or not).
+    pub async fn wait_for_request_count(&self, n: usize, timeout: Duration) {
+        wait_until(
+            timeout,
+            lazy(|| format!("{n} requests were recorded; {}", self.summary())),
+            || self.request_count() >= n,
+        )
+        .await
     }
 
-    /// Wait until `distinct_successful_ids().len() >= n`.
-    pub async fn wait_for_distinct_ids(&self, n: usize, timeout: Duration) -> Result<(), String> {
-        self.wait_until(timeout, |ep| ep.distinct_successful_ids().len() >= n)
-            .await
-            .map_err(|e| format!("waiting for {n} distinct successful ids: {e}"))
-    }
-
-    /// Poll `cond` every 20 ms until it holds or `timeout` elapses.
-    pub async fn wait_until<F>(&self, timeout: Duration, mut cond: F) -> Result<(), String>
-    where
-        F: FnMut(&Endpoint) -> bool,
-    {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if cond(self) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("timed out after {timeout:?}; {}", self.summary()));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+    /// Waits until `distinct_successful_ids().len() >= n`.
+    pub async fn wait_for_distinct_ids(&self, n: usize, timeout: Duration) {
+        wait_until(
+            timeout,
+            lazy(|| format!("{n} distinct ids were answered 2xx; {}", self.summary())),
+            || self.distinct_successful_ids().len() >= n,
+        )
+        .await
     }
 
     /// One-line description of what the endpoint has seen (for error messages).
@@ -759,15 +751,23 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does), retrying for up to 5 s in
+/// case a previous listener's port is still held.
 async fn bind_with_retry(addr: SocketAddr) -> TcpListener {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(_) if Instant::now() < deadline && addr.port() != 0 => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("endpoint: cannot bind {addr}: {e}"),
-        }
-    }
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    wait_until(
+        Duration::from_secs(5),
+        lazy(|| format!("the endpoint can bind {addr}")),
+        || bind().ok(),
+    )
+    .await
 }

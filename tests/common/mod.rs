@@ -6,6 +6,7 @@
 pub mod endpoint;
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -50,8 +51,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn client_config() -> ClientConfig {
+    client_config_at(&bootstrap())
+}
+
+/// A client config for the cluster at `bootstrap` (a test's private cluster).
+pub fn client_config_at(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap());
+    config.set("bootstrap.servers", bootstrap);
     config
 }
 
@@ -61,7 +67,17 @@ pub async fn create_topic(name: &str, partitions: i32) {
 }
 
 pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    create_topic_at(&bootstrap(), name, partitions, configs).await
+}
+
+pub async fn create_topic_at(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config_at(bootstrap).create().expect("admin client");
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         topic = topic.set(key, value);
@@ -76,8 +92,10 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
     for result in results {
         result.unwrap_or_else(|(topic, error)| panic!("creating topic {topic}: {error}"));
     }
-    let consumer: BaseConsumer = client_config().create().expect("metadata client");
-    wait_until_blocking(
+    let consumer: BaseConsumer = client_config_at(bootstrap)
+        .create()
+        .expect("metadata client");
+    wait_until(
         Duration::from_secs(30),
         &format!("topic {name} has {partitions} partitions"),
         || {
@@ -92,11 +110,16 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
                 })
                 == Some(partitions)
         },
-    );
+    )
+    .await;
 }
 
 pub fn producer() -> FutureProducer {
-    client_config()
+    producer_at(&bootstrap())
+}
+
+pub fn producer_at(bootstrap: &str) -> FutureProducer {
+    client_config_at(bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -147,20 +170,21 @@ pub async fn produce_keyed_from(
         let seq = first_seq + (index / keys) as u64;
         let body = payload(&key, seq);
         // Enqueued in order on this task, so the partition's offsets follow the sequence.
-        let delivery = loop {
-            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&body)) {
-                Ok(delivery) => break delivery,
+        let delivery = wait_until(
+            Duration::from_secs(60),
+            "the producer's queue has room",
+            || match producer.send_result(FutureRecord::to(topic).key(&key).payload(&body)) {
+                Ok(delivery) => Some(delivery),
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(
                         rdkafka::types::RDKafkaErrorCode::QueueFull,
                     ),
                     _,
-                )) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                )) => None,
                 Err((error, _)) => panic!("produce: {error}"),
-            }
-        };
+            },
+        )
+        .await;
         pending.push(delivery);
         produced.push(Keyed { key, seq });
         if pending.len() >= 2000 {
@@ -214,7 +238,17 @@ pub async fn produce_raw(
 /// The group's committed offset per partition (-1 where nothing is committed). Uses a client
 /// with the group id that never subscribes, so it does not join or disturb the group.
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = client_config()
+    committed_offsets_at(&bootstrap(), group, topic, partitions).expect("committed offsets")
+}
+
+/// [`committed_offsets`] of the cluster at `bootstrap`; `Err` if it does not answer in 10 s.
+pub fn committed_offsets_at(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<i64>, rdkafka::error::KafkaError> {
+    let consumer: BaseConsumer = client_config_at(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -223,10 +257,8 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
     for partition in 0..partitions {
         list.add_partition(topic, partition);
     }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    Ok((0..partitions)
         .map(|partition| {
             match committed
                 .find_partition(topic, partition)
@@ -236,7 +268,7 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
                 _ => -1,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The end (high watermark) of every partition.
@@ -252,24 +284,60 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
         .collect()
 }
 
-/// Polls `condition` every 50 ms until it holds; panics with `what` after `timeout`.
-pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// What a condition polled by [`wait_until`] yields: a `bool` (holds or not) or an `Option`
+/// (`Some(value)` once it holds, and `wait_until` returns the value).
+pub trait Outcome {
+    type Value;
+    fn into_value(self) -> Option<Self::Value>;
+}
+
+impl Outcome for bool {
+    type Value = ();
+    fn into_value(self) -> Option<()> {
+        self.then_some(())
     }
 }
 
-pub fn wait_until_blocking(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+impl<T> Outcome for Option<T> {
+    type Value = T;
+    fn into_value(self) -> Option<T> {
+        self
+    }
+}
+
+/// How often [`wait_until`] polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The one way tests wait: polls `condition` every 50 ms until it holds (`true`, or `Some`
+/// whose value is returned); panics naming `what` after `timeout`. `what` is formatted only on
+/// timeout, so it can describe the state at that moment (see [`lazy`]).
+pub async fn wait_until<O: Outcome>(
+    timeout: Duration,
+    what: impl Display,
+    mut condition: impl FnMut() -> O,
+) -> O::Value {
     let deadline = Instant::now() + timeout;
-    while !condition() {
+    loop {
+        if let Some(value) = condition().into_value() {
+            return value;
+        }
         if Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting until {what}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// A description computed only when it is displayed (e.g. a [`wait_until`] that timed out).
+pub struct Lazy<F>(F);
+
+pub fn lazy<F: Fn() -> String>(describe: F) -> Lazy<F> {
+    Lazy(describe)
+}
+
+impl<F: Fn() -> String> Display for Lazy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
     }
 }
 
@@ -281,37 +349,16 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// A config for one sidecar: `extra_delivery` is YAML lines appended under `delivery:`,
-/// `extra` YAML appended at the top level (e.g. a `shutdown:` section).
-pub fn sidecar_config(
-    group: &str,
-    topic: &str,
-    url: &str,
-    extra_delivery: &str,
-    extra: &str,
-) -> String {
-    let mut delivery = String::new();
-    for line in extra_delivery
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-    {
-        delivery.push_str("  ");
-        delivery.push_str(line);
-        delivery.push('\n');
-    }
-    format!(
-        "kafka:\n  bootstrap_servers: \"{bootstrap}\"\n  group_id: {group}\n  topics: [{topic}]\n  session_timeout: 6s\n  commit_interval: 200ms\n  rebalance_drain_timeout: 5s\n\
-         delivery:\n  url: \"{url}\"\n  timeout: 5s\n  retry: {{initial_backoff: 20ms, max_backoff: 500ms}}\n{delivery}\
-         admin:\n  listen: \"127.0.0.1:ADMIN_PORT\"\nlog:\n  format: text\n  level: info\n{extra}",
-        bootstrap = bootstrap()
-    )
-}
-
 /// The config of one test sidecar, built from the config types (serialized to YAML by
-/// [`Sidecar::spawn`]): short session and commit interval, fast retries, text logs. The admin
+/// [`Sidecar::start`]): short session and commit interval, fast retries, text logs. The admin
 /// port is chosen when the sidecar starts. Adjust fields before starting it.
 pub fn test_config(group: &str, topic: &str, url: &str) -> Config {
-    let mut config = Config::new(&bootstrap(), group, &[topic], url);
+    test_config_at(&bootstrap(), group, topic, url)
+}
+
+/// [`test_config`] for the cluster at `bootstrap` (a test's private cluster).
+pub fn test_config_at(bootstrap: &str, group: &str, topic: &str, url: &str) -> Config {
+    let mut config = Config::new(bootstrap, group, &[topic], url);
     config.kafka.session_timeout = Duration::from_secs(6);
     config.kafka.commit_interval = Duration::from_millis(200);
     config.kafka.rebalance_drain_timeout = Duration::from_secs(5);
@@ -334,6 +381,21 @@ pub fn series(text: &str, name: &str) -> Option<f64> {
         })
 }
 
+/// GETs a path of the admin server on `port`; `None` if it does not answer.
+fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
 /// A sidecar process started from the built binary.
 pub struct Sidecar {
     pub child: Child,
@@ -343,48 +405,29 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Starts the binary with `config` (its `ADMIN_PORT` placeholder replaced by a free port).
-    pub fn start(config: &str) -> Sidecar {
+    /// Starts the binary with `config` (written as YAML), its admin server on a free port.
+    pub fn start(config: &Config) -> Sidecar {
         Self::start_with_env(config, &[])
     }
 
-    /// Starts the binary and waits until it joined the group (`/readyz`).
-    pub async fn start_ready(config: &str) -> Sidecar {
+    /// Starts the binary with `config` and waits until it joined the group (`/readyz`).
+    pub async fn start_ready(config: &Config) -> Sidecar {
         let mut sidecar = Self::start(config);
         sidecar.wait_ready(Duration::from_secs(120)).await;
         sidecar
     }
 
-    /// Starts the binary with `config`, its admin server on a free port.
-    pub fn spawn(config: &Config) -> Sidecar {
-        Self::spawn_with_env(config, &[])
-    }
-
-    /// Starts the binary with `config` and waits until it joined the group (`/readyz`).
-    pub async fn spawn_ready(config: &Config) -> Sidecar {
-        let mut sidecar = Self::spawn(config);
-        sidecar.wait_ready(Duration::from_secs(120)).await;
-        sidecar
-    }
-
-    pub fn spawn_with_env(config: &Config, env: &[(&str, &str)]) -> Sidecar {
-        let mut config = config.clone();
-        config.admin.listen = "127.0.0.1:ADMIN_PORT".into();
-        Self::start_with_env(&config.to_yaml(), env)
-    }
-
-    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Sidecar {
+    /// Starts the binary with `config` and extra environment variables (for `${VAR}`).
+    pub fn start_with_env(config: &Config, env: &[(&str, &str)]) -> Sidecar {
         let admin_port = free_port();
+        let mut config = config.clone();
+        config.admin.listen = format!("127.0.0.1:{admin_port}");
         let name = unique("sidecar");
         let dir = std::env::temp_dir().join("kws-tests");
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config_path = dir.join(format!("{name}.yaml"));
         let log_path = dir.join(format!("{name}.log"));
-        std::fs::write(
-            &config_path,
-            config.replace("ADMIN_PORT", &admin_port.to_string()),
-        )
-        .expect("write config");
+        std::fs::write(&config_path, config.to_yaml()).expect("write config");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-webhook-sidecar"));
         command
@@ -407,34 +450,28 @@ impl Sidecar {
 
     /// GETs an admin path; `None` if the server does not answer.
     pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        Some((status, body))
+        admin_get(self.admin_port, path)
     }
 
     pub fn is_ready(&self) -> bool {
         matches!(self.admin_get("/readyz"), Some((200, _)))
     }
 
+    /// Waits until the sidecar joined the group (`/readyz`); panics if it exits first.
     pub async fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.is_ready() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sidecar exited early with {status}; log:\n{}", self.logs());
+        let admin_port = self.admin_port;
+        let log_path = self.log_path.clone();
+        let child = &mut self.child;
+        wait_until(timeout, "the sidecar is ready", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "sidecar exited early with {status}; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
-            if Instant::now() > deadline {
-                panic!("sidecar not ready after {timeout:?}; log:\n{}", self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            matches!(admin_get(admin_port, "/readyz"), Some((200, _)))
+        })
+        .await
     }
 
     /// The metrics text.
@@ -475,19 +512,11 @@ impl Sidecar {
 
     /// Waits for the process to exit; panics after `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "sidecar still running after {timeout:?}; log:\n{}",
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let child = &mut self.child;
+        wait_until(timeout, "the sidecar exits", || {
+            child.try_wait().expect("try_wait")
+        })
+        .await
     }
 }
 
