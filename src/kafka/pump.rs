@@ -52,9 +52,11 @@ pub fn spawn<C: ConsumerContext + 'static>(
                 health.beat();
             }
             drop(consumer);
+            // librdkafka's close sends LeaveGroup when the coordinator is reachable; with the
+            // brokers down it gives up after the session timeout.
             info!(
                 close_ms = started.elapsed().as_millis() as u64,
-                "Consumer closed; left the group"
+                "Consumer closed"
             );
             let _ = done.send(());
         })
