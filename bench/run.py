@@ -178,7 +178,7 @@ class Bench:
 
     # -- the consumers -------------------------------------------------------------
 
-    def ours(self, name, group, topic, url, ordering, cap):
+    def ours(self, name, group, topic, url, ordering, cap, binary=None):
         admin_port = _free_port()
         config = {
             "kafka": {
@@ -193,7 +193,7 @@ class Bench:
         path = os.path.join(self.workdir, f"{name}.yaml")
         with open(path, "w") as f:
             json.dump(config, f)  # JSON is YAML
-        proc = Proc(name, [self.args.sidecar, "--config", path], self.workdir)
+        proc = Proc(name, [binary or self.args.sidecar, "--config", path], self.workdir)
         proc.admin = f"http://127.0.0.1:{admin_port}"
         return proc
 
@@ -243,6 +243,18 @@ output:
             "ours-none": (f"ours, none mode ({cap}/partition, {cap * p} in flight)",
                           lambda n, g, t: self.ours(n, g, t, url, "none", cap)),
         }
+        if self.args.baseline_sidecar:
+            # An earlier build of ours, side by side (a refactor must not regress).
+            base = self.args.baseline_sidecar
+            kinds["base-partition"] = (
+                f"baseline build, partition mode ({p} in flight)",
+                lambda n, g, t: self.ours(n, g, t, url, "partition", 1, base))
+            kinds["base-key"] = (
+                f"baseline build, key mode ({cap}/partition, {cap * p} in flight)",
+                lambda n, g, t: self.ours(n, g, t, url, "key", cap, base))
+            kinds["base-none"] = (
+                f"baseline build, none mode ({cap}/partition, {cap * p} in flight)",
+                lambda n, g, t: self.ours(n, g, t, url, "none", cap, base))
         if self.args.sarama:
             kinds["sarama-baseline"] = (
                 f"Sarama baseline (blocking POST per partition, {p} in flight)",
@@ -453,12 +465,14 @@ output:
 
         log(f"latency at {a.latency_rate}/s")
         self.results["latency"] = self.latency(
-            {k: kinds[k] for k in ("ours-partition", "ours-key", "sarama-baseline")
+            {k: kinds[k] for k in ("ours-partition", "ours-key", "base-partition", "base-key",
+                                   "sarama-baseline")
              if k in kinds})
 
         log("idle RSS")
         self.results["idle"] = self.idle_rss(
-            {k: kinds[k] for k in ("ours-partition", "ours-key", "sarama-baseline", "benthos")
+            {k: kinds[k] for k in ("ours-partition", "ours-key", "base-partition", "base-key",
+                                   "sarama-baseline", "benthos")
              if k in kinds})
 
         if a.big_records:
@@ -493,6 +507,14 @@ def targets(r, args):
             rows.append((f"{mode}: ≥ 2× Benthos (same in-flight cap)",
                          f"{rate / peer:.2f}×", rate >= 2 * peer))
         rows.append((f"{mode}: ≥ 20k records/s", f"{rate}/s", rate >= 20_000))
+    for mode in ("partition", "key", "none"):
+        ours, base = fast.get(f"ours-{mode}"), fast.get(f"base-{mode}")
+        if ours and base:
+            ratio = ours["committed_per_s"] / base["committed_per_s"]
+            rows.append((f"ours-{mode} vs the baseline build: committed/s ≥ 0.95× (no regression)",
+                         f"{ratio:.2f}×; CPU s/100k {ours['cpu_s_per_100k']} vs "
+                         f"{base['cpu_s_per_100k']}; peak RSS {ours['peak_rss_mib']} vs "
+                         f"{base['peak_rss_mib']} MiB", ratio >= 0.95))
     slow = r["slow"]
     rows.append((f"slow endpoint, key mode: ≥ 0.9× C/latency (C={slow['cap_total']})",
                  f"{slow['ours-key']['per_s']}/s = {slow['ours_key_ratio_to_ideal']:.2f}×",
@@ -587,6 +609,8 @@ def main():
     parser.add_argument("--sidecar", required=True)
     parser.add_argument("--sarama")
     parser.add_argument("--benthos")
+    parser.add_argument("--baseline-sidecar",
+                        help="an earlier sidecar build to run side by side (rows base-*)")
     parser.add_argument("--out", required=True, help="JSON results file")
     parser.add_argument("--records", type=int, default=400_000)
     parser.add_argument("--record-size", type=int, default=1024)
@@ -611,7 +635,7 @@ def main():
     results["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release(),
                           "python": platform.python_version()}
     results["settings"] = {k: v for k, v in vars(args).items()
-                           if k not in ("tool", "sidecar", "sarama", "benthos", "out")}
+                           if k not in ("tool", "sidecar", "sarama", "benthos", "baseline_sidecar", "out")}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     table = markdown(results, args)

@@ -37,6 +37,11 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         // (default 1 s): with a fast endpoint the queue drains long before that, and the
         // partition sat idle for the rest of the second (31k → 48k records/s when lowered).
         .set("fetch.queue.backoff.ms", "10")
+        // Partitions added to a consumed topic are seen at the next metadata refresh
+        // (librdkafka's default: 5 minutes). A producer writes to new partitions at once, so
+        // refresh every 5 s: new partitions' records flow within ~5 s plus a rebalance, for
+        // one small metadata request per interval.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .set(
             "client.id",
             format!("kafka-webhook-sidecar-{}", std::process::id()),
@@ -139,6 +144,10 @@ mod tests {
         assert_eq!(get(&config, "session.timeout.ms"), Some("45000"));
         assert_eq!(get(&config, "group.instance.id"), None);
         assert_eq!(get(&config, "group.protocol"), None);
+        assert_eq!(
+            get(&config, "topic.metadata.refresh.interval.ms"),
+            Some("5000")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::{debug, error, info, warn};
 
 use super::commit;
+use super::offset_reset;
 use super::registry::PartitionRegistry;
 use crate::ops::events;
 use crate::ops::Metrics;
@@ -24,6 +25,12 @@ pub struct SidecarContext {
 
 impl ClientContext for SidecarContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility == "OFFSET" {
+            if let Some(reset) = offset_reset::parse(message) {
+                self.registry
+                    .offset_reset(&reset.topic, reset.partition, reset.from);
+            }
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert

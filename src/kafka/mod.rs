@@ -7,6 +7,7 @@
 //! - [`commit`]: the one synchronous commit used by revoke and shutdown.
 //! - [`pump`]: the thread that polls the main queue and finally closes the consumer.
 //! - [`dead_letter`]: the dead-letter producer.
+//! - [`offset_reset`]: offsets skipped when a fetch position was out of range (retention).
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub mod client_config;
 pub mod commit;
 pub mod context;
 pub mod dead_letter;
+pub mod offset_reset;
 pub mod pump;
 pub mod registry;
 pub mod source;

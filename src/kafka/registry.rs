@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, warn};
 
 use super::commit;
+use super::offset_reset::ResetWatch;
 use super::source::KafkaPartition;
 use crate::delivery::{Deliverer, Drain};
 use crate::ops::events;
@@ -26,6 +27,7 @@ pub type PartitionId = (Arc<str>, i32);
 struct WorkerHandle {
     drain: Drain,
     join: JoinHandle<WorkerExit>,
+    resets: ResetWatch,
 }
 
 /// The partition workers of one consumer, keyed by partition.
@@ -83,6 +85,13 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         self.workers().contains_key(&(Arc::from(topic), partition))
     }
 
+    /// librdkafka reset the partition's position from `from` (see [`super::offset_reset`]).
+    pub fn offset_reset(&self, topic: &str, partition: i32, from: i64) {
+        if let Some(handle) = self.workers().get(&(Arc::from(topic), partition)) {
+            handle.resets.mark(from);
+        }
+    }
+
     fn owned(&self) -> Vec<String> {
         let mut owned: Vec<String> = self.workers().keys().map(label).collect();
         owned.sort();
@@ -111,6 +120,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         let notify = wakeup.clone();
         queue.set_nonempty_callback(move || notify.notify_one());
         let drain = Drain::default();
+        let resets = ResetWatch::default();
         let worker = PartitionWorker {
             topic: topic.clone(),
             partition,
@@ -119,6 +129,8 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
                 partition,
                 queue,
                 consumer,
+                resets: resets.clone(),
+                metrics: self.metrics.clone(),
             },
             wakeup,
             deliverer: self.deliverer.clone(),
@@ -128,7 +140,14 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             health: self.health.clone(),
         };
         let join = self.runtime.spawn(worker.run());
-        self.workers().insert(id, WorkerHandle { drain, join });
+        self.workers().insert(
+            id,
+            WorkerHandle {
+                drain,
+                join,
+                resets,
+            },
+        );
         events::partition_started(&self.metrics);
     }
 

@@ -11,6 +11,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use super::offset_reset::ResetWatch;
+use crate::ops::events;
+use crate::ops::Metrics;
 use crate::partition::PartitionSource;
 use crate::record::Record;
 
@@ -21,12 +24,21 @@ pub struct KafkaPartition<C: ConsumerContext + 'static> {
     pub partition: i32,
     pub queue: PartitionQueue<C>,
     pub consumer: Arc<BaseConsumer<C>>,
+    /// Set when librdkafka reset this partition's position (records were skipped).
+    pub resets: ResetWatch,
+    pub metrics: Metrics,
 }
 
 impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
     fn poll(&mut self) -> Option<Result<Record, KafkaError>> {
         let result = self.queue.poll(Duration::ZERO)?;
-        Some(result.map(|message| record_from(&message, self.topic.clone())))
+        Some(result.map(|message| {
+            let record = record_from(&message, self.topic.clone());
+            if let Some((from, to)) = self.resets.check(record.offset) {
+                events::offsets_skipped(&self.metrics, &self.topic, self.partition, from, to);
+            }
+            record
+        }))
     }
 
     fn store(&self, offset: i64) -> Result<(), KafkaError> {

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub oldest_unacked_age: prometheus::GaugeVec,
     /// Dead-letter produce results: ok, error.
     pub dead_letter_writes: IntCounterVec,
+    /// Offsets skipped because they were gone when fetched (retention, DeleteRecords).
+    pub offsets_skipped: IntCounterVec,
     /// Rebalance callbacks by kind: assign, revoke, lost, error.
     pub rebalances: IntCounterVec,
     /// Offset commits by result: ok, error.
@@ -147,6 +149,11 @@ impl Metrics {
                 "kws_dead_letter_writes_total",
                 "Records produced to the dead-letter topic, by result (ok, error).",
                 &["result"],
+            ),
+            offsets_skipped: counter(
+                "kws_offsets_skipped_total",
+                "Offsets skipped without delivery because the broker no longer had them (retention or DeleteRecords removed them before they were consumed): data loss.",
+                &["topic"],
             ),
             rebalances: counter(
                 "kws_rebalances_total",
