@@ -1,7 +1,7 @@
 //! One function per thing that happens, writing its log line and its metrics together, so a
 //! log and a metric never disagree. Label values come from the enums below (bounded sets).
-//! Per-partition log lines run inside the worker's `partition` span, which carries `topic`
-//! and `partition`.
+//! The worker's own log lines run inside its `partition` span (`topic`, `partition`); the
+//! per-record events below name `topic`, `partition` and `offset` themselves.
 
 use std::time::Duration;
 
@@ -130,13 +130,25 @@ pub fn retry_scheduled(
     let delay_ms = delay.as_millis() as u64;
     if attempts.is_power_of_two() {
         warn!(
+            topic = %record.topic,
+            partition = record.partition,
             offset = record.offset,
-            attempts, error, delay_ms, blocking, "Delivery failed, retrying"
+            attempts,
+            error,
+            delay_ms,
+            blocking,
+            "Delivery failed, retrying"
         );
     } else {
         debug!(
+            topic = %record.topic,
+            partition = record.partition,
             offset = record.offset,
-            attempts, error, delay_ms, blocking, "Delivery failed, retrying"
+            attempts,
+            error,
+            delay_ms,
+            blocking,
+            "Delivery failed, retrying"
         );
     }
 }
@@ -171,6 +183,8 @@ pub fn record_disposed(
         Outcome::DeadLettered => {
             metrics.dead_letter_writes.with_label_values(&["ok"]).inc();
             info!(
+                topic = %record.topic,
+                partition = record.partition,
                 offset = record.offset,
                 attempts,
                 error,
@@ -179,6 +193,8 @@ pub fn record_disposed(
             );
         }
         Outcome::Dropped => error!(
+            topic = %record.topic,
+            partition = record.partition,
             offset = record.offset,
             attempts, error, "Dropped record after failed delivery (on_failure: drop)"
         ),
@@ -192,6 +208,8 @@ pub fn dead_letter_failed(metrics: &Metrics, record: &Record, error: &str, delay
         .with_label_values(&["error"])
         .inc();
     error!(
+        topic = %record.topic,
+        partition = record.partition,
         offset = record.offset,
         error,
         delay_ms = delay.as_millis() as u64,

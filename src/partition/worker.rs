@@ -108,18 +108,18 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                     let offset = record.offset;
                     let size = record.size_bytes();
                     let delivery = self.deliverer.clone().deliver(record, self.drain.clone());
-                    deliveries.spawn(
-                        async move {
-                            let disposition = delivery.await;
-                            Completed {
-                                offset,
-                                key,
-                                size,
-                                disposition,
-                            }
+                    // Not instrumented with the partition span: entering a span on every
+                    // poll of every delivery costs more than the delivery's own events,
+                    // which name their topic and partition themselves.
+                    deliveries.spawn(async move {
+                        let disposition = delivery.await;
+                        Completed {
+                            offset,
+                            key,
+                            size,
+                            disposition,
                         }
-                        .in_current_span(),
-                    );
+                    });
                 }
             }
 
