@@ -255,6 +255,11 @@ output:
             kinds["base-none"] = (
                 f"baseline build, none mode ({cap}/partition, {cap * p} in flight)",
                 lambda n, g, t: self.ours(n, g, t, url, "none", cap, base))
+        if self.args.baseline_sidecar:
+            # Interleave ours and the baseline build mode by mode, so drift in the machine's
+            # load during the run does not favour whichever ran first.
+            kinds = {name: kinds[name] for mode in ("partition", "key", "none")
+                     for name in (f"ours-{mode}", f"base-{mode}")}
         if self.args.sarama:
             kinds["sarama-baseline"] = (
                 f"Sarama baseline (blocking POST per partition, {p} in flight)",
