@@ -42,7 +42,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Exit, Error> {
     let metrics = Metrics::new();
-    let health = Arc::new(Health::new());
+    let health = Arc::new(Health::new(settings.kafka.session_timeout));
     let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(admin::serve(
         admin_listener,

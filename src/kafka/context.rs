@@ -21,6 +21,9 @@ pub type SidecarConsumer = BaseConsumer<SidecarContext>;
 pub struct SidecarContext {
     pub registry: PartitionRegistry<SidecarContext>,
     pub metrics: Metrics,
+    /// Watch the classic protocol's group state for a member stuck outside the group (the
+    /// KIP-848 protocol reports other join states).
+    pub watch_group_state: bool,
 }
 
 impl ClientContext for SidecarContext {
@@ -53,6 +56,27 @@ impl ClientContext for SidecarContext {
     /// librdkafka statistics (every `statistics.interval.ms`): per-partition lag, computed
     /// from the cached high watermark and the stored (acknowledged) offset, without a request.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if self.watch_group_state {
+            if let Some(group) = &statistics.cgrp {
+                let in_group = group.state == "up" && group.join_state == "steady";
+                let broker_reachable = statistics
+                    .brokers
+                    .values()
+                    .any(|broker| broker.nodeid >= 0 && broker.state == "UP");
+                if let Some(outside) = self
+                    .registry
+                    .health
+                    .group_observed(in_group, broker_reachable)
+                {
+                    error!(
+                        outside_s = outside.as_secs(),
+                        state = %group.state,
+                        join_state = %group.join_state,
+                        "The member has been outside the consumer group while a broker is reachable; /healthz now fails so the container is restarted and rejoins"
+                    );
+                }
+            }
+        }
         for (topic_name, topic) in &statistics.topics {
             for (partition, stats) in &topic.partitions {
                 if *partition < 0
@@ -74,11 +98,14 @@ impl ClientContext for SidecarContext {
 
 impl ConsumerContext for SidecarContext {
     fn pre_rebalance(&self, consumer: &SidecarConsumer, rebalance: &Rebalance<'_>) {
+        // The pump is busy here, not frozen: other partitions keep delivering.
+        self.registry.health.callback_started();
         match rebalance {
             Rebalance::Assign(list) => self.registry.on_assign(list),
             Rebalance::Revoke(list) => self.registry.on_revoke(consumer, list),
             Rebalance::Error(error) => events::rebalance_failed(&self.metrics, &error.to_string()),
         }
+        self.registry.health.callback_finished();
     }
 
     /// Every commit's result: automatic, revoke and shutdown commits alike.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 
-use crate::config::KafkaConfig;
+use crate::config::{GroupProtocol, KafkaConfig};
 use crate::delivery::Deliverer;
 use crate::ops::{Health, Metrics};
 use crate::partition::WorkerSettings;
@@ -51,6 +51,7 @@ pub fn create(
             health,
         ),
         metrics,
+        watch_group_state: kafka.group_protocol == GroupProtocol::Classic,
     };
     let consumer: Arc<SidecarConsumer> =
         Arc::new(client_config::consumer_config(kafka).create_with_context(context)?);

@@ -10,6 +10,7 @@ use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::ops::health::FENCE_HOLD;
 use crate::ops::Health;
 
 /// How long the pump waits for the workers to drop their consumer references before it
@@ -43,13 +44,19 @@ pub fn spawn<C: ConsumerContext + 'static>(
                     }
                     Some(Err(error)) => warn!(%error, "Kafka consumer error"),
                 }
-                health.beat();
+                if let Some(gap) = health.pump_polled() {
+                    warn!(
+                        gap_ms = gap.as_millis() as u64,
+                        hold_ms = FENCE_HOLD.as_millis() as u64,
+                        "The process was not scheduled for half a session timeout (frozen or starved); holding new deliveries until the group confirms or revokes the assignment"
+                    );
+                }
             }
             let started = Instant::now();
             // Wait until the workers' references are gone, so this drop is the one that closes.
             while Arc::strong_count(&consumer) > 1 && started.elapsed() < RELEASE_WAIT {
                 consumer.poll(Duration::from_millis(50));
-                health.beat();
+                health.pump_polled();
             }
             drop(consumer);
             // librdkafka's close sends LeaveGroup when the coordinator is reachable; with the

@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn readiness_follows_the_group_and_shutdown() {
-        let (metrics, health) = (Metrics::new(), Health::new());
+        let (metrics, health) = (
+            Metrics::new(),
+            Health::new(std::time::Duration::from_secs(45)),
+        );
         assert_eq!(
             get("/readyz", &metrics, &health).0,
             StatusCode::SERVICE_UNAVAILABLE
@@ -150,7 +153,10 @@ mod tests {
 
     #[test]
     fn liveness_fails_after_a_worker_failure() {
-        let (metrics, health) = (Metrics::new(), Health::new());
+        let (metrics, health) = (
+            Metrics::new(),
+            Health::new(std::time::Duration::from_secs(45)),
+        );
         assert_eq!(
             get("/healthz", &metrics, &health),
             (StatusCode::OK, "ok\n".into())
@@ -170,7 +176,10 @@ mod tests {
 
     #[test]
     fn metrics_are_prometheus_text() {
-        let (metrics, health) = (Metrics::new(), Health::new());
+        let (metrics, health) = (
+            Metrics::new(),
+            Health::new(std::time::Duration::from_secs(45)),
+        );
         metrics.assigned_partitions.set(3);
         let request = Request::get("/metrics").body(()).unwrap();
         let response = route(&request, &metrics, &health);
@@ -188,7 +197,10 @@ mod tests {
 
     #[test]
     fn unknown_paths_and_methods() {
-        let (metrics, health) = (Metrics::new(), Health::new());
+        let (metrics, health) = (
+            Metrics::new(),
+            Health::new(std::time::Duration::from_secs(45)),
+        );
         assert_eq!(get("/nope", &metrics, &health).0, StatusCode::NOT_FOUND);
         let post = Request::post("/metrics").body(()).unwrap();
         assert_eq!(

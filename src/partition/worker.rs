@@ -19,6 +19,9 @@ use crate::ops::events::{self, PartitionMetrics};
 use crate::ops::{Health, Metrics};
 use crate::record::Record;
 
+/// How often a fenced worker checks whether it may deliver again.
+const FENCE_RECHECK: Duration = Duration::from_millis(100);
+
 /// Settings shared by every partition worker.
 pub struct WorkerSettings {
     pub ordering: Ordering,
@@ -102,7 +105,10 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 }
             }
 
-            if !draining {
+            // After a freeze, start nothing until librdkafka had a chance to report a lost
+            // assignment (a zombie must not deliver what the new owner delivers).
+            let fenced = !draining && scheduler.waiting() > 0 && !self.health.may_dispatch();
+            if !draining && !fenced {
                 while let Some((key, record)) = scheduler.next_ready() {
                     events::delivery_started(&self.metrics);
                     let offset = record.offset;
@@ -171,6 +177,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                     }
                 }
                 _ = self.wakeup.notified(), if room => {}
+                _ = tokio::time::sleep(FENCE_RECHECK), if fenced => {}
                 _ = tick.tick() => {
                     let age = tracker
                         .oldest_unacknowledged()
