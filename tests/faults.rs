@@ -1,0 +1,488 @@
+//! The fault suite (issue 14): delivery through the failures a production cluster has every
+//! week, against real Apache Kafka. Each test checks: nothing lost, per-key order among first
+//! deliveries, the committed offset never past an unacknowledged record (sampled while the
+//! fault happens), and duplicates only where a crash allows them, within a stated bound.
+//!
+//! Tests that start their own cluster (three brokers, a long outage, SASL/TLS) get the script
+//! from `KWS_KAFKA_SCRIPT`; the three-broker and long-outage ones are skipped when
+//! `KWS_TEST_SKIP_SLOW=1`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::checks::*;
+use common::cluster::{skip_slow, Cluster, Kafka};
+use common::endpoint::{Endpoint, Reply};
+use common::proxy::ResettingProxy;
+use common::*;
+use kafka_webhook_sidecar::config::Ordering;
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// Scrapes one series, retrying while the admin server is briefly busy.
+fn metric_or_zero(sidecar: &Sidecar, name: &str) -> f64 {
+    for _ in 0..3 {
+        let text = sidecar.metrics();
+        if !text.is_empty() {
+            return series(&text, name).unwrap_or(0.0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    0.0
+}
+
+/// Per partition, first deliveries arrive in offset order (partition mode).
+fn assert_partition_order(deliveries: &[Delivered]) {
+    let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in deliveries {
+        let entry = highest.entry(d.partition).or_insert(-1);
+        if d.offset > *entry {
+            *entry = d.offset;
+        }
+    }
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let mut last_first: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in deliveries {
+        if !seen.insert((d.partition, d.offset)) {
+            continue; // a redelivery
+        }
+        let last = last_first.entry(d.partition).or_insert(-1);
+        assert!(
+            d.offset > *last,
+            "partition {}: offset {} first delivered after offset {}",
+            d.partition,
+            d.offset,
+            last
+        );
+        *last = d.offset;
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 10: out-of-order acknowledgements in key mode, then kill -9
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_mode_failing_record_holds_the_commit_then_kill_9_and_a_new_member_delivers_it() {
+    const KEYS: usize = 10;
+    const COUNT: usize = 200;
+    let kafka = Kafka::shared();
+    let topic = unique("fault-ooo");
+    let group = unique("fault-ooo-group");
+    kafka.create_topic(&topic, 1, 1).await;
+    let produced = produce_keyed(&topic, KEYS, COUNT).await;
+    // k3 seq 5 is at offset 5 * KEYS + 3 (one partition, produced round-robin).
+    let failing = Keyed {
+        key: "k3".into(),
+        seq: 5,
+    };
+    let failing_offset = (5 * KEYS + 3) as i64;
+    let endpoint = Endpoint::start().await;
+    let poisoned = failing.clone();
+    endpoint.set_handler(move |request, _| {
+        if parse_payload(&request.body).as_ref() == Some(&poisoned) {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    });
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.delivery.ordering = Ordering::Key;
+    config.delivery.max_in_flight = 16;
+    let watcher = CommitWatcher::start(&kafka, &group, &topic, 1);
+    let mut first = Sidecar::spawn_ready(&config).await;
+
+    // Every record but k3's from seq 5 on (blocked behind it in key mode) is delivered.
+    let blocked = COUNT / KEYS - 5;
+    endpoint
+        .wait_for_distinct_ids(COUNT - blocked, LONG)
+        .await
+        .unwrap();
+    // The commit settles on the failing record and stays there while it keeps failing.
+    let reader = kafka.offset_reader(&group);
+    wait_until(LONG, "the commit reaches the failing record", || {
+        common::cluster::committed_with(&reader, &topic, 1, Duration::from_secs(5))
+            == Some(vec![failing_offset])
+    })
+    .await;
+    let attempts_before = endpoint.requests_for_id(&format!("{topic}-0-{failing_offset}"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        kafka.committed(&group, &topic, 1),
+        Some(vec![failing_offset]),
+        "the commit moved past the failing record"
+    );
+    let attempts = endpoint
+        .requests_for_id(&format!("{topic}-0-{failing_offset}"))
+        .len();
+    assert!(
+        attempts > attempts_before.len(),
+        "the failing record is not retried"
+    );
+    let retries = metric_or_zero(
+        &first,
+        &format!("kws_delivery_retries_total{{topic=\"{topic}\"}}"),
+    );
+    let oldest = metric_or_zero(
+        &first,
+        &format!("kws_oldest_unacked_record_age_seconds{{partition=\"0\",topic=\"{topic}\"}}"),
+    );
+    eprintln!(
+        "blocked record: {attempts} attempts, kws_delivery_retries_total {retries}, \
+         oldest unacknowledged age {oldest} s"
+    );
+    assert!(retries >= 1.0);
+
+    first.kill9();
+    let killed_at = Instant::now();
+    let acked_above: BTreeSet<i64> = delivered(&endpoint)
+        .iter()
+        .filter(|d| d.offset > failing_offset)
+        .map(|d| d.offset)
+        .collect();
+    endpoint.always_ok();
+    let _second = Sidecar::spawn_ready(&config).await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    let end = kafka.end_offsets(&topic, 1);
+    wait_committed(&kafka, &group, &topic, &end).await;
+    let samples = watcher.finish();
+
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_per_key_order(&endpoint.successful_requests());
+    let checked = assert_commits_never_passed_unacknowledged(&samples, &deliveries);
+    assert!(checked > 0, "no committed offset was sampled");
+    let after: Vec<&Delivered> = deliveries.iter().filter(|d| d.at >= killed_at).collect();
+    assert!(
+        after.iter().all(|d| d.offset >= failing_offset),
+        "the new member redelivered below the committed offset"
+    );
+    assert_eq!(
+        after.first().map(|d| d.offset),
+        Some(failing_offset),
+        "the new member starts at the committed (failing) record"
+    );
+    // Bound: exactly the records above the failing one that the killed member had acknowledged.
+    let dups = duplicates(&deliveries);
+    eprintln!(
+        "kill -9 after out-of-order acks: {dups} duplicates (bound: {} acknowledged above the \
+         committed offset)",
+        acked_above.len()
+    );
+    assert!(dups <= acked_above.len());
+}
+
+// ------------------------------------------------------------------------------------------
+// 5: connection resets between the sidecar and the endpoint
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connection_resets_every_second_lose_nothing_and_keep_order() {
+    const PARTITIONS: i32 = 3;
+    let kafka = Kafka::shared();
+    let topic = unique("fault-reset");
+    let group = unique("fault-reset-group");
+    kafka.create_topic(&topic, PARTITIONS, 1).await;
+    let endpoint = Endpoint::start().await;
+    // A little latency so resets often catch a request or a response in flight.
+    endpoint.set_handler(|_, _| Reply::ok().after(Duration::from_millis(3)));
+    let proxy = ResettingProxy::start(
+        endpoint.addr(),
+        Duration::from_millis(500),
+        Duration::from_millis(1500),
+    )
+    .await;
+    let config = test_config(&group, &topic, &proxy.url());
+    let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
+    let sidecar = Sidecar::spawn_ready(&config).await;
+    let load = Load::start(&kafka, &topic, 30, 300);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let produced = load.finish().await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    let end = kafka.end_offsets(&topic, PARTITIONS);
+    wait_committed(&kafka, &group, &topic, &end).await;
+    let samples = watcher.finish();
+
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_partition_order(&deliveries);
+    assert_per_key_order(&endpoint.successful_requests());
+    assert_commits_never_passed_unacknowledged(&samples, &deliveries);
+    let text = sidecar.metrics();
+    let retries = series(
+        &text,
+        &format!("kws_delivery_retries_total{{topic=\"{topic}\"}}"),
+    )
+    .unwrap_or(0.0);
+    let connection_errors = series(
+        &text,
+        &format!("kws_delivery_attempts_total{{class=\"connection_error\",topic=\"{topic}\"}}"),
+    )
+    .unwrap_or(0.0);
+    let timeouts = series(
+        &text,
+        &format!("kws_delivery_attempts_total{{class=\"timeout\",topic=\"{topic}\"}}"),
+    )
+    .unwrap_or(0.0);
+    let dups = duplicates(&deliveries);
+    eprintln!(
+        "connection resets: {} resets over {} connections; {} records, {} requests, {dups} \
+         duplicates; kws_delivery_retries_total {retries}, connection_error attempts \
+         {connection_errors}, timeouts {timeouts}",
+        proxy.resets(),
+        proxy.connections(),
+        produced.len(),
+        endpoint.request_count()
+    );
+    assert!(
+        proxy.resets() >= 10,
+        "the proxy reset only {}",
+        proxy.resets()
+    );
+    assert!(retries >= 1.0, "no retry counted; {text}");
+    // A duplicate needs a retry: the endpoint answered, the reset ate the answer.
+    assert!(
+        dups as f64 <= retries,
+        "{dups} duplicates but only {retries} retries"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 6: transactions (committed and aborted, interleaved) and compressed batches
+// ------------------------------------------------------------------------------------------
+
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+/// One transaction of `records` (key, payload) pairs, committed or aborted.
+async fn transaction(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, String)],
+    commit: bool,
+) {
+    producer.begin_transaction().expect("begin transaction");
+    let mut pending = Vec::new();
+    for (key, payload) in records {
+        let delivery = producer
+            .send_result(FutureRecord::to(topic).key(key).payload(payload))
+            .map_err(|(error, _)| error)
+            .expect("enqueue");
+        pending.push(delivery);
+    }
+    for delivery in pending {
+        delivery
+            .await
+            .expect("delivery")
+            .map_err(|(error, _)| error)
+            .expect("produce in transaction");
+    }
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        if commit {
+            producer.commit_transaction(Duration::from_secs(60))
+        } else {
+            producer.abort_transaction(Duration::from_secs(60))
+        }
+    })
+    .await
+    .expect("end transaction task")
+    .expect("end transaction");
+}
+
+fn transactional_producer(kafka: &Kafka, id: &str) -> FutureProducer {
+    let producer: FutureProducer = kafka
+        .producer_config()
+        .set("transactional.id", id)
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(60))
+        .expect("init transactions");
+    producer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aborted_transactions_never_reach_the_endpoint() {
+    const PARTITIONS: i32 = 2;
+    const KEYS: usize = 10;
+    const ROUNDS: u64 = 12;
+    let kafka = Kafka::shared();
+    let topic = unique("fault-txn");
+    let group = unique("fault-txn-group");
+    kafka.create_topic(&topic, PARTITIONS, 1).await;
+    let endpoint = Endpoint::start().await;
+    let config = test_config(&group, &topic, &endpoint.url());
+    let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
+    let sidecar = Sidecar::spawn_ready(&config).await;
+
+    // Producer a: committed rounds of keyed records, each followed by an aborted transaction;
+    // producer b: only aborted transactions, at the same time, on the same partitions.
+    let a = transactional_producer(&kafka, &unique("txn-a"));
+    let b = transactional_producer(&kafka, &unique("txn-b"));
+    let topic_a = topic.clone();
+    let task_a = tokio::spawn(async move {
+        let mut produced = Vec::new();
+        for round in 0..ROUNDS {
+            let records: Vec<(String, String)> = (0..KEYS)
+                .map(|k| (format!("k{k}"), payload(&format!("k{k}"), round)))
+                .collect();
+            transaction(&a, &topic_a, &records, true).await;
+            produced.extend((0..KEYS).map(|k| Keyed {
+                key: format!("k{k}"),
+                seq: round,
+            }));
+            let aborted: Vec<(String, String)> = (0..KEYS)
+                .map(|k| (format!("k{k}"), format!("aborted-a-{round}-{k}")))
+                .collect();
+            transaction(&a, &topic_a, &aborted, false).await;
+        }
+        produced
+    });
+    let topic_b = topic.clone();
+    let task_b = tokio::spawn(async move {
+        for round in 0..ROUNDS {
+            let aborted: Vec<(String, String)> = (0..KEYS)
+                .map(|k| (format!("k{k}"), format!("aborted-b-{round}-{k}")))
+                .collect();
+            transaction(&b, &topic_b, &aborted, false).await;
+        }
+    });
+    let produced = task_a.await.expect("producer a");
+    task_b.await.expect("producer b");
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    // Let the sidecar see the trailing transaction markers, then check nothing else arrived.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let samples = watcher.finish();
+
+    let aborted: Vec<String> = endpoint
+        .requests()
+        .iter()
+        .map(|r| r.body_str())
+        .filter(|body| body.starts_with("aborted"))
+        .collect();
+    assert!(
+        aborted.is_empty(),
+        "{} aborted records reached the endpoint, e.g. {:?}",
+        aborted.len(),
+        aborted.first()
+    );
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_eq!(duplicates(&deliveries), 0, "no crash, so no duplicate");
+    assert_eq!(deliveries.len(), produced.len());
+    assert_per_key_order(&endpoint.successful_requests());
+    assert_commits_never_passed_unacknowledged(&samples, &deliveries);
+
+    // The committed offset: past the last delivered record; ideally past the last
+    // transaction marker too (the end), so that lag reaches 0.
+    let end = kafka.end_offsets(&topic, PARTITIONS);
+    let mut last_delivered = vec![-1i64; PARTITIONS as usize];
+    for d in &deliveries {
+        let slot = &mut last_delivered[d.partition as usize];
+        *slot = (*slot).max(d.offset);
+    }
+    let committed = kafka
+        .committed(&group, &topic, PARTITIONS)
+        .expect("committed");
+    let lag = metric_or_zero(
+        &sidecar,
+        &format!("kws_consumer_lag_records{{partition=\"0\",topic=\"{topic}\"}}"),
+    );
+    eprintln!(
+        "transactions: end offsets {end:?}, last delivered {last_delivered:?}, committed \
+         {committed:?}, kws_consumer_lag_records[0] {lag}"
+    );
+    for partition in 0..PARTITIONS as usize {
+        assert!(committed[partition] >= last_delivered[partition] + 1);
+    }
+    assert_eq!(
+        committed, end,
+        "the committed offset stops before the trailing transaction marker: the group shows a \
+         lag that never reaches 0"
+    );
+}
+
+/// A value of `len` bytes, every byte value present, compressible (repeated runs) but not
+/// trivially.
+fn binary_value(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i / 7 + seed * 31) % 256) as u8 ^ ((i % 3) as u8))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compressed_batches_are_delivered_byte_for_byte() {
+    let kafka = Kafka::shared();
+    let features = kafka
+        .client_config()
+        .create_native_config()
+        .expect("native config")
+        .get("builtin.features")
+        .expect("builtin.features");
+    eprintln!("librdkafka builtin.features: {features}");
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        assert!(
+            features.split(',').any(|f| f == codec),
+            "the bundled librdkafka lacks {codec}: {features}"
+        );
+    }
+    let topic = unique("fault-codec");
+    let group = unique("fault-codec-group");
+    kafka.create_topic(&topic, 1, 1).await;
+    let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
+    for (c, codec) in codecs.iter().enumerate() {
+        let producer: FutureProducer = kafka
+            .producer_config()
+            .set("compression.type", *codec)
+            .set("linger.ms", "50")
+            .set("batch.num.messages", "1000")
+            .create()
+            .unwrap_or_else(|error| panic!("producer with {codec}: {error}"));
+        let mut pending = Vec::new();
+        for i in 0..100 {
+            // Sizes from empty to 256 KiB, several records per batch.
+            let len = [0, 1, 100, 4096, 65_536, 262_144][i % 6];
+            let value = binary_value(c * 1000 + i, len);
+            let key = format!("{codec}-{i}");
+            pending.push(
+                producer
+                    .send_result(FutureRecord::to(&topic).key(&key).payload(&value))
+                    .map_err(|(error, _)| error)
+                    .expect("enqueue"),
+            );
+            expected.push((key, value));
+        }
+        for delivery in pending {
+            delivery
+                .await
+                .expect("delivery")
+                .map_err(|(error, _)| error)
+                .expect("produce");
+        }
+    }
+    let endpoint = Endpoint::start().await;
+    let config = test_config(&group, &topic, &endpoint.url());
+    let _sidecar = Sidecar::spawn_ready(&config).await;
+    endpoint
+        .wait_for_distinct_ids(expected.len(), LONG)
+        .await
+        .unwrap();
+    let requests = endpoint.successful_requests();
+    assert_eq!(requests.len(), expected.len(), "no crash, so no duplicate");
+    for (request, (key, value)) in requests.iter().zip(&expected) {
+        assert_eq!(request.header("kafka-key"), Some(key.as_str()));
+        assert!(
+            request.body.as_ref() == value.as_slice(),
+            "record {key}: {} bytes delivered, {} produced, or different bytes",
+            request.body.len(),
+            value.len()
+        );
+    }
+    eprintln!(
+        "compression: {} records in gzip, snappy, lz4 and zstd batches delivered byte for byte",
+        expected.len()
+    );
+}
