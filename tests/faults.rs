@@ -486,3 +486,138 @@ async fn compressed_batches_are_delivered_byte_for_byte() {
         expected.len()
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// 3: a member frozen (SIGSTOP) past the session timeout comes back as a zombie
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
+    let kafka = Kafka::shared();
+    let topic = unique("fault-zombie");
+    let group = unique("fault-zombie-group");
+    kafka.create_topic(&topic, 1, 1).await;
+    let endpoint = Endpoint::start().await;
+    // Slow answers: the frozen member always has a request in flight and records buffered.
+    endpoint.set_handler(|_, _| Reply::ok().after(Duration::from_millis(100)));
+    let config_for = |instance: &str| {
+        let mut config = test_config(&group, &topic, &endpoint.url());
+        config
+            .delivery
+            .headers
+            .insert("x-instance".into(), instance.into());
+        config
+    };
+    let instance = |request: &common::endpoint::RecordedRequest| {
+        request.header("x-instance").unwrap_or("?").to_string()
+    };
+    let watcher = CommitWatcher::start(&kafka, &group, &topic, 1);
+    let load = Load::start(&kafka, &topic, 10, 20);
+    let a = Sidecar::spawn_ready(&config_for("a")).await;
+    endpoint
+        .wait_for_distinct_ids(20, LONG)
+        .await
+        .expect("a delivers");
+    let b = Sidecar::spawn_ready(&config_for("b")).await; // an idle standby
+    let commits = metric_or_zero(&a, "kws_offset_commits_total{result=\"ok\"}");
+    wait_until(LONG, "a commits in the steady state", || {
+        metric_or_zero(&a, "kws_offset_commits_total{result=\"ok\"}") >= commits + 3.0
+    })
+    .await;
+
+    a.signal("STOP");
+    let frozen_at = Instant::now();
+    let requests_at_freeze = endpoint.requests();
+    let a_ids_before: BTreeSet<String> = requests_at_freeze
+        .iter()
+        .filter(|r| instance(r) == "a")
+        .filter_map(|r| r.idempotency_id().map(str::to_string))
+        .collect();
+    wait_until(LONG, "b takes over", || {
+        endpoint.requests().iter().any(|r| instance(r) == "b")
+    })
+    .await;
+    let requests = endpoint.requests();
+    let b_started = requests
+        .iter()
+        .find(|r| instance(r) == "b")
+        .map(|r| r.at)
+        .expect("b's first request");
+    eprintln!(
+        "zombie: b's first delivery {:?} after a froze (session timeout 6 s)",
+        b_started - frozen_at
+    );
+    // Let b deliver for a while, then wake a up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    a.signal("CONT");
+    let resumed_at = Instant::now();
+    wait_until(LONG, "a learns it lost its partition", || {
+        metric_or_zero(&a, "kws_rebalances_total{kind=\"lost\"}") >= 1.0
+            || metric_or_zero(&a, "kws_rebalances_total{kind=\"revoke\"}") >= 1.0
+    })
+    .await;
+    let learned = resumed_at.elapsed();
+    load.wait_progress(40, LONG).await;
+    let produced = load.finish().await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    let end = kafka.end_offsets(&topic, 1);
+    wait_committed(&kafka, &group, &topic, &end).await;
+    let samples = watcher.finish();
+
+    // After b started, a may only finish what it had in flight when it froze (same ids).
+    let requests = endpoint.requests();
+    let zombie: Vec<String> = requests
+        .iter()
+        .filter(|r| instance(r) == "a" && r.at >= b_started)
+        .filter_map(|r| r.idempotency_id().map(str::to_string))
+        .collect();
+    let new_work: Vec<&String> = zombie
+        .iter()
+        .filter(|id| !a_ids_before.contains(*id))
+        .collect();
+    let lost = metric_or_zero(&a, "kws_rebalances_total{kind=\"lost\"}");
+    eprintln!(
+        "zombie: a learned of the loss {learned:?} after SIGCONT (lost callbacks: {lost}); after \
+         b started, a sent {} requests ({} for records it had not sent before the freeze): {zombie:?}",
+        zombie.len(),
+        new_work.len()
+    );
+    assert!(
+        new_work.is_empty(),
+        "the resumed zombie delivered records it had not started before it froze, while b owned \
+         the partition: {new_work:?}; log of a:\n{}",
+        a.logs()
+    );
+    // Bound of the in-flight work: one record per partition (partition mode).
+    assert!(
+        zombie.iter().collect::<BTreeSet<_>>().len() <= 1,
+        "more than the in-flight record: {zombie:?}"
+    );
+
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_per_key_order(&endpoint.successful_requests());
+    assert_partition_order(
+        &deliveries
+            .iter()
+            .filter(|d| d.at < b_started)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_commits_never_passed_unacknowledged(&samples, &deliveries);
+    // Redeliveries: what a acknowledged since its last commit (200 ms interval; allow 1.2 s)
+    // plus its in-flight record, plus what a finished after b started.
+    let recent = requests_at_freeze
+        .iter()
+        .filter(|r| {
+            instance(r) == "a"
+                && r.is_success()
+                && frozen_at.duration_since(r.at) <= Duration::from_millis(1200)
+        })
+        .count();
+    let bound = recent + 1 + zombie.len();
+    let dups = duplicates(&deliveries);
+    eprintln!("zombie: {dups} duplicates (bound {bound})");
+    assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
+    drop(b);
+}
