@@ -621,3 +621,118 @@ async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
     assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
     drop(b);
 }
+
+// ------------------------------------------------------------------------------------------
+// 2: the only broker down for longer than the session timeout
+// ------------------------------------------------------------------------------------------
+
+/// Status codes of `/healthz` and `/readyz` (0: no answer).
+fn probes(sidecar: &Sidecar) -> (u16, u16) {
+    let status = |path| sidecar.admin_get(path).map_or(0, |(status, _)| status);
+    (status("/healthz"), status("/readyz"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_broker_down_longer_than_the_session_timeout() {
+    if skip_slow("only_broker_down_longer_than_the_session_timeout") {
+        return;
+    }
+    const PARTITIONS: i32 = 3;
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1, &[]));
+    let kafka = cluster.kafka();
+    let topic = unique("fault-outage");
+    let group = unique("fault-outage-group");
+    kafka.create_topic(&topic, PARTITIONS, 1).await;
+    let endpoint = Endpoint::start().await;
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.kafka.bootstrap_servers = kafka.bootstrap.clone();
+    let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
+    let load = Load::start(&kafka, &topic, 10, 100);
+    let mut sidecar = Sidecar::spawn_ready(&config).await;
+    endpoint
+        .wait_for_distinct_ids(200, LONG)
+        .await
+        .expect("delivering");
+    let commits = metric_or_zero(&sidecar, "kws_offset_commits_total{result=\"ok\"}");
+    wait_until(LONG, "commits in the steady state", || {
+        metric_or_zero(&sidecar, "kws_offset_commits_total{result=\"ok\"}") >= commits + 3.0
+    })
+    .await;
+
+    let outage_started = Instant::now();
+    tokio::task::block_in_place(|| cluster.stop_node(1));
+    let stopped_at = Instant::now();
+    eprintln!("outage: broker stopped in {:?}", stopped_at - outage_started);
+    let mut seen: BTreeMap<(u16, u16), usize> = BTreeMap::new();
+    while stopped_at.elapsed() < OUTAGE {
+        assert!(
+            matches!(sidecar.child.try_wait(), Ok(None)),
+            "the sidecar exited during the outage; log:\n{}",
+            sidecar.logs()
+        );
+        *seen.entry(probes(&sidecar)).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let assigned_during = metric_or_zero(&sidecar, "kws_assigned_partitions");
+    let lost_during = metric_or_zero(&sidecar, "kws_rebalances_total{kind=\"lost\"}");
+    eprintln!(
+        "outage: (healthz, readyz) samples during {OUTAGE:?}: {seen:?}; assigned partitions \
+         {assigned_during}, lost callbacks {lost_during}"
+    );
+    let restart_begun = Instant::now();
+    tokio::task::block_in_place(|| cluster.start_node(1));
+    let restarted_at = Instant::now();
+    let delivered_before = endpoint.distinct_successful_ids().len();
+    load.wait_progress(100, LONG).await;
+    let produced = load.finish().await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    let first_after = endpoint
+        .successful_requests()
+        .iter()
+        .skip(delivered_before)
+        .find(|r| r.at >= restarted_at)
+        .map(|r| r.at - restarted_at);
+    let end = kafka.end_offsets(&topic, PARTITIONS);
+    wait_committed(&kafka, &group, &topic, &end).await;
+    let samples = watcher.finish();
+    let (healthz, readyz) = probes(&sidecar);
+    let log = sidecar.logs();
+    let log_lines = |needle: &str| log.lines().filter(|line| line.contains(needle)).count();
+    eprintln!(
+        "outage: broker back after {:?} (restart took {:?}); first delivery {:?} after; probes \
+         now ({healthz}, {readyz}); lost callbacks {}, assign callbacks {}; log lines: {} \
+         'Kafka client error', {} WARN, {} ERROR",
+        restarted_at - stopped_at,
+        restarted_at - restart_begun,
+        first_after,
+        metric_or_zero(&sidecar, "kws_rebalances_total{kind=\"lost\"}"),
+        metric_or_zero(&sidecar, "kws_rebalances_total{kind=\"assign\"}"),
+        log_lines("Kafka client error"),
+        log_lines(" WARN "),
+        log_lines(" ERROR "),
+    );
+    // Alive and ready throughout: the pump keeps polling, and a broker outage must not take the
+    // application out of its Service (native-sidecar form).
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        vec![(200, 200)],
+        "probes during the outage"
+    );
+    assert_eq!((healthz, readyz), (200, 200));
+    assert!(matches!(sidecar.child.try_wait(), Ok(None)));
+
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_per_key_order(&endpoint.successful_requests());
+    assert_commits_never_passed_unacknowledged(&samples, &deliveries);
+    // Redeliveries: at most what was acknowledged from one commit interval before the outage
+    // until the broker came back (those commits could not reach the broker).
+    let bound = deliveries
+        .iter()
+        .filter(|d| d.at + Duration::from_millis(1200) >= outage_started && d.at <= restarted_at)
+        .count();
+    let dups = duplicates(&deliveries);
+    eprintln!("outage: {dups} duplicates (bound {bound})");
+    assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
+}
