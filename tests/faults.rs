@@ -664,7 +664,10 @@ async fn only_broker_down_longer_than_the_session_timeout() {
     let outage_started = Instant::now();
     tokio::task::block_in_place(|| cluster.stop_node(1));
     let stopped_at = Instant::now();
-    eprintln!("outage: broker stopped in {:?}", stopped_at - outage_started);
+    eprintln!(
+        "outage: broker stopped in {:?}",
+        stopped_at - outage_started
+    );
     let mut seen: BTreeMap<(u16, u16), usize> = BTreeMap::new();
     while stopped_at.elapsed() < OUTAGE {
         assert!(
@@ -753,14 +756,19 @@ async fn wait_fully_replicated(kafka: &Kafka) {
             .map(|metadata| {
                 metadata.topics().iter().all(|topic| {
                     topic.partitions().iter().all(|p| {
-                        p.leader() >= 0 && p.error().is_none() && p.isr().len() == p.replicas().len()
+                        p.leader() >= 0
+                            && p.error().is_none()
+                            && p.isr().len() == p.replicas().len()
                     })
                 })
             })
             .unwrap_or(false)
     })
     .await;
-    eprintln!("three brokers: fully replicated after {:?}", started.elapsed());
+    eprintln!(
+        "three brokers: fully replicated after {:?}",
+        started.elapsed()
+    );
 }
 
 /// Waits until the endpoint saw `more` new distinct records; returns how long it took.
@@ -864,4 +872,113 @@ async fn three_brokers_rolling_restarts_and_a_sigkill() {
             .count();
         assert!(dups <= bound, "{dups} duplicates exceed the bound {bound}");
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// 9: SASL/SCRAM-SHA-512 over TLS; a wrong password
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sasl_scram_over_tls_delivers_and_a_wrong_password_is_a_clear_error() {
+    const PARTITIONS: i32 = 2;
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1, &["--sasl-ssl"]));
+    let read = |name: &str| {
+        std::fs::read_to_string(cluster.dir.join(name))
+            .unwrap_or_else(|error| panic!("{name}: {error}"))
+            .trim()
+            .to_string()
+    };
+    let password = read("sasl-password");
+    let security = |password: &str| {
+        vec![
+            ("security.protocol".to_string(), "SASL_SSL".to_string()),
+            ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+            ("sasl.username".to_string(), read("sasl-username")),
+            ("sasl.password".to_string(), password.to_string()),
+            (
+                "ssl.ca.location".to_string(),
+                cluster.dir.join("tls/ca.pem").display().to_string(),
+            ),
+        ]
+    };
+    let kafka = Kafka {
+        bootstrap: read("sasl-bootstrap"),
+        properties: security(&password),
+    };
+    let topic = unique("fault-sasl");
+    let group = unique("fault-sasl-group");
+    kafka.create_topic(&topic, PARTITIONS, 1).await;
+    let produced = produce_keyed_from(&kafka.producer(), &topic, 10, 500, 0).await;
+
+    let endpoint = Endpoint::start().await;
+    let config_with = |group: &str, password: &str| {
+        let mut config = test_config(group, &topic, &endpoint.url());
+        config.kafka.bootstrap_servers = kafka.bootstrap.clone();
+        for (key, value) in security(password) {
+            config.kafka.properties.insert(key, value);
+        }
+        config
+    };
+    let good = Sidecar::spawn_ready(&config_with(&group, &password)).await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    let end = kafka.end_offsets(&topic, PARTITIONS);
+    wait_committed(&kafka, &group, &topic, &end).await;
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_eq!(duplicates(&deliveries), 0);
+    assert_per_key_order(&endpoint.successful_requests());
+    let good_log = good.logs();
+    assert!(
+        !good_log.contains(&password) && !good.metrics().contains(&password),
+        "the SASL password appears in the log or metrics"
+    );
+    drop(good);
+
+    // A wrong password: the member never joins. It must say why, stay unready without
+    // exiting or failing liveness (no crash loop), and never print the password.
+    let wrong = format!("wrong-{}", unique("pw"));
+    let bad = Sidecar::spawn(&config_with(&unique("fault-sasl-bad"), &wrong));
+    let started = Instant::now();
+    let mut seen: BTreeMap<(u16, u16), usize> = BTreeMap::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        *seen.entry(probes(&bad)).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut bad = bad;
+    let still_running = matches!(bad.child.try_wait(), Ok(None));
+    let log = bad.logs();
+    let auth_lines: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("Authentication failed") || line.contains("invalid credentials")
+        })
+        .collect();
+    eprintln!(
+        "wrong password: (healthz, readyz) samples over 20 s {seen:?}; still running \
+         {still_running}; {} log lines in 20 s, {} about the authentication failure, e.g. {:?}",
+        log.lines().count(),
+        auth_lines.len(),
+        auth_lines.first()
+    );
+    eprintln!("wrong password: the sidecar's log:\n{log}");
+    assert!(still_running, "the sidecar exited; log:\n{log}");
+    // (0, 0): the admin server is not listening yet, right after the start.
+    assert!(
+        seen.keys()
+            .all(|probe| matches!(probe, (200, 503) | (0, 0))),
+        "ready, or not alive, with a wrong password (a restart cannot fix a password): {seen:?}"
+    );
+    assert!(seen.get(&(200, 503)).is_some_and(|n| *n >= 20), "{seen:?}");
+    assert!(
+        !auth_lines.is_empty(),
+        "no log line says the authentication failed; log:\n{log}"
+    );
+    assert!(
+        !log.contains(&wrong) && !log.contains(&password),
+        "a SASL password appears in the log"
+    );
+    assert!(!bad.metrics().contains(&wrong));
+    bad.sigterm();
+    let status = bad.wait_exit(Duration::from_secs(30)).await;
+    eprintln!("wrong password: SIGTERM exit {status}");
 }
