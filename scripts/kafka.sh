@@ -552,7 +552,7 @@ cmd_start() {
     done
     local -a scram=()
     if ((SASL_SSL)); then
-        # The values must be quoted: the parser strips their first and last character.
+        # Quoted values (the parser strips the quotes); a value cannot contain a comma.
         scram=(--add-scram "SCRAM-SHA-512=[name=\"$(<"$DIR/sasl-username")\",password=\"$(<"$DIR/sasl-password")\"]")
     fi
     echo "$BROKERS" >"$DIR/nodes"

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::checks::*;
-use common::cluster::{skip_slow, Cluster, Kafka};
+use common::cluster::{serial, skip_slow, Cluster, Kafka};
 use common::endpoint::{Endpoint, Reply};
 use common::proxy::ResettingProxy;
 use common::*;
@@ -66,6 +66,7 @@ fn assert_partition_order(deliveries: &[Delivered]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_mode_failing_record_holds_the_commit_then_kill_9_and_a_new_member_delivers_it() {
+    let _serial = serial().await;
     const KEYS: usize = 10;
     const COUNT: usize = 200;
     let kafka = Kafka::shared();
@@ -180,6 +181,7 @@ async fn key_mode_failing_record_holds_the_commit_then_kill_9_and_a_new_member_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connection_resets_every_second_lose_nothing_and_keep_order() {
+    let _serial = serial().await;
     const PARTITIONS: i32 = 3;
     let kafka = Kafka::shared();
     let topic = unique("fault-reset");
@@ -306,6 +308,7 @@ fn transactional_producer(kafka: &Kafka, id: &str) -> FutureProducer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aborted_transactions_never_reach_the_endpoint() {
+    let _serial = serial().await;
     const PARTITIONS: i32 = 2;
     const KEYS: usize = 10;
     const ROUNDS: u64 = 12;
@@ -396,7 +399,7 @@ async fn aborted_transactions_never_reach_the_endpoint() {
          {committed:?}, kws_consumer_lag_records[0] {lag}"
     );
     for partition in 0..PARTITIONS as usize {
-        assert!(committed[partition] >= last_delivered[partition] + 1);
+        assert!(committed[partition] > last_delivered[partition]);
     }
     assert_eq!(
         committed, end,
@@ -415,6 +418,7 @@ fn binary_value(seed: usize, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compressed_batches_are_delivered_byte_for_byte() {
+    let _serial = serial().await;
     let kafka = Kafka::shared();
     let features = kafka
         .client_config()
@@ -494,6 +498,7 @@ async fn compressed_batches_are_delivered_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
+    let _serial = serial().await;
     let kafka = Kafka::shared();
     let topic = unique("fault-zombie");
     let group = unique("fault-zombie-group");
@@ -635,6 +640,7 @@ fn probes(sidecar: &Sidecar) -> (u16, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_broker_down_longer_than_the_session_timeout() {
+    let _serial = serial().await;
     if skip_slow("only_broker_down_longer_than_the_session_timeout") {
         return;
     }
@@ -784,6 +790,7 @@ async fn wait_delivering(endpoint: &Endpoint, more: usize, what: &str) -> Durati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_brokers_rolling_restarts_and_a_sigkill() {
+    let _serial = serial().await;
     if skip_slow("three_brokers_rolling_restarts_and_a_sigkill") {
         return;
     }
@@ -880,6 +887,7 @@ async fn three_brokers_rolling_restarts_and_a_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sasl_scram_over_tls_delivers_and_a_wrong_password_is_a_clear_error() {
+    let _serial = serial().await;
     const PARTITIONS: i32 = 2;
     let cluster = tokio::task::block_in_place(|| Cluster::start(1, &["--sasl-ssl"]));
     let read = |name: &str| {

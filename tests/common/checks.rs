@@ -165,11 +165,14 @@ impl Load {
     }
 }
 
+/// One sample of the committed offsets (per partition, -1 for none), taken after the answer.
+pub type CommitSample = (Instant, Vec<i64>);
+
 /// Samples the group's committed offsets about every 500 ms on its own thread (samples that
 /// fail, e.g. while the cluster is down, are skipped).
 pub struct CommitWatcher {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<(Instant, Vec<i64>)>>>,
+    thread: Option<std::thread::JoinHandle<Vec<CommitSample>>>,
 }
 
 impl CommitWatcher {
@@ -198,7 +201,7 @@ impl CommitWatcher {
     }
 
     /// Stops sampling; returns the samples.
-    pub fn finish(mut self) -> Vec<(Instant, Vec<i64>)> {
+    pub fn finish(mut self) -> Vec<CommitSample> {
         self.stop.store(true, Ordering::SeqCst);
         let samples = self
             .thread
@@ -222,7 +225,7 @@ impl Drop for CommitWatcher {
 /// taken (the request's arrival precedes its acknowledgement). `deliveries` must be the final,
 /// complete list (every record delivered). Returns the number of samples that showed a commit.
 pub fn assert_commits_never_passed_unacknowledged(
-    samples: &[(Instant, Vec<i64>)],
+    samples: &[CommitSample],
     deliveries: &[Delivered],
 ) -> usize {
     // First successful arrival per (partition, offset).

@@ -295,6 +295,14 @@ impl Drop for Cluster {
     }
 }
 
+/// Holds the fault suite's tests one at a time (each runs clusters, processes and timed
+/// faults; two at once on a small machine would measure each other). Hold the guard for the
+/// whole test; a failed test does not block the next one.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// True when `KWS_TEST_SKIP_SLOW=1`: the three-broker and long-outage tests return at once
 /// (for quick local runs; `./scripts/test.sh` runs everything unless it is set).
 pub fn skip_slow(test: &str) -> bool {
