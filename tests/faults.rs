@@ -21,6 +21,14 @@ use kafka_webhook_sidecar::config::Ordering;
 
 const LONG: Duration = Duration::from_secs(180);
 
+/// `KWS_TEST_KAFKA_DEBUG` (e.g. `cgrp,broker`): librdkafka's `debug` contexts for the sidecars
+/// of the cluster fault tests; run with `RUST_LOG=info,librdkafka=debug` to see them.
+fn kafka_debug(config: &mut kafka_webhook_sidecar::config::Config) {
+    if let Ok(contexts) = std::env::var("KWS_TEST_KAFKA_DEBUG") {
+        config.kafka.properties.insert("debug".into(), contexts);
+    }
+}
+
 /// Scrapes one series, retrying while the admin server is briefly busy.
 fn metric_or_zero(sidecar: &Sidecar, name: &str) -> f64 {
     for _ in 0..3 {
@@ -160,10 +168,12 @@ async fn key_mode_failing_record_holds_the_commit_then_kill_9_and_a_new_member_d
         after.iter().all(|d| d.offset >= failing_offset),
         "the new member redelivered below the committed offset"
     );
+    // It resumes at the committed (failing) record (key mode: several in flight, so that
+    // record need not arrive first).
     assert_eq!(
-        after.first().map(|d| d.offset),
+        after.iter().map(|d| d.offset).min(),
         Some(failing_offset),
-        "the new member starts at the committed (failing) record"
+        "the new member resumes at the committed (failing) record"
     );
     // Bound: exactly the records above the failing one that the killed member had acknowledged.
     let dups = duplicates(&deliveries);
@@ -533,12 +543,6 @@ async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
 
     a.signal("STOP");
     let frozen_at = Instant::now();
-    let requests_at_freeze = endpoint.requests();
-    let a_ids_before: BTreeSet<String> = requests_at_freeze
-        .iter()
-        .filter(|r| instance(r) == "a")
-        .filter_map(|r| r.idempotency_id().map(str::to_string))
-        .collect();
     wait_until(LONG, "b takes over", || {
         endpoint.requests().iter().any(|r| instance(r) == "b")
     })
@@ -555,6 +559,21 @@ async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
     );
     // Let b deliver for a while, then wake a up.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // The highest offset a sent before it resumed (a request written just before SIGSTOP
+    // may arrive a little after it): the record a had in flight at the freeze. A retry of it
+    // is allowed after b started; any higher offset is new work by a zombie.
+    let requests_at_freeze = endpoint.requests();
+    let offset_of = |r: &common::endpoint::RecordedRequest| -> i64 {
+        r.header("kafka-offset")
+            .and_then(|o| o.parse().ok())
+            .expect("kafka-offset header")
+    };
+    let a_highest_before = requests_at_freeze
+        .iter()
+        .filter(|r| instance(r) == "a")
+        .map(offset_of)
+        .max()
+        .expect("a sent requests");
     a.signal("CONT");
     let resumed_at = Instant::now();
     wait_until(LONG, "a learns it lost its partition", || {
@@ -572,19 +591,30 @@ async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
 
     // After b started, a may only finish what it had in flight when it froze (same ids).
     let requests = endpoint.requests();
-    let zombie: Vec<String> = requests
+    let zombie: Vec<(String, Duration)> = requests
         .iter()
         .filter(|r| instance(r) == "a" && r.at >= b_started)
-        .filter_map(|r| r.idempotency_id().map(str::to_string))
+        .filter_map(|r| {
+            r.idempotency_id()
+                .map(|id| (id.to_string(), r.at.saturating_duration_since(resumed_at)))
+        })
         .collect();
-    let new_work: Vec<&String> = zombie
+    let new_work: Vec<&(String, Duration)> = zombie
         .iter()
-        .filter(|id| !a_ids_before.contains(*id))
+        .filter(|(id, _)| {
+            let offset: i64 = id
+                .rsplit('-')
+                .next()
+                .and_then(|o| o.parse().ok())
+                .expect("id");
+            offset > a_highest_before
+        })
         .collect();
     let lost = metric_or_zero(&a, "kws_rebalances_total{kind=\"lost\"}");
     eprintln!(
         "zombie: a learned of the loss {learned:?} after SIGCONT (lost callbacks: {lost}); after \
-         b started, a sent {} requests ({} for records it had not sent before the freeze): {zombie:?}",
+         b started, a sent {} requests ({} for records after the one in flight at the freeze) \
+         (id, time after SIGCONT): {zombie:?}",
         zombie.len(),
         new_work.len()
     );
@@ -596,7 +626,12 @@ async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
     );
     // Bound of the in-flight work: one record per partition (partition mode).
     assert!(
-        zombie.iter().collect::<BTreeSet<_>>().len() <= 1,
+        zombie
+            .iter()
+            .map(|(id, _)| id)
+            .collect::<BTreeSet<_>>()
+            .len()
+            <= 1,
         "more than the in-flight record: {zombie:?}"
     );
 
@@ -654,6 +689,7 @@ async fn only_broker_down_longer_than_the_session_timeout() {
     let endpoint = Endpoint::start().await;
     let mut config = test_config(&group, &topic, &endpoint.url());
     config.kafka.bootstrap_servers = kafka.bootstrap.clone();
+    kafka_debug(&mut config);
     let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
     let load = Load::start(&kafka, &topic, 10, 100);
     let mut sidecar = Sidecar::spawn_ready(&config).await;
@@ -803,6 +839,7 @@ async fn three_brokers_rolling_restarts_and_a_sigkill() {
     let endpoint = Endpoint::start().await;
     let mut config = test_config(&group, &topic, &endpoint.url());
     config.kafka.bootstrap_servers = kafka.bootstrap.clone();
+    kafka_debug(&mut config);
     let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
     let load = Load::start(&kafka, &topic, 10, 100);
     let sidecar = Sidecar::spawn_ready(&config).await;
@@ -989,4 +1026,155 @@ async fn sasl_scram_over_tls_delivers_and_a_wrong_password_is_a_clear_error() {
     bad.sigterm();
     let status = bad.wait_exit(Duration::from_secs(30)).await;
     eprintln!("wrong password: SIGTERM exit {status}");
+}
+
+// ------------------------------------------------------------------------------------------
+// 7: partitions added while running
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_added_while_running_are_delivered() {
+    let _serial = serial().await;
+    let kafka = Kafka::shared();
+    let topic = unique("fault-grow");
+    let group = unique("fault-grow-group");
+    kafka.create_topic(&topic, 2, 1).await;
+    let endpoint = Endpoint::start().await;
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    // Set explicitly here; the product's default for a sidecar is documented in the README.
+    config
+        .kafka
+        .properties
+        .insert("topic.metadata.refresh.interval.ms".into(), "5000".into());
+    let sidecar = Sidecar::spawn_ready(&config).await;
+    let mut produced = produce_keyed(&topic, 10, 100).await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka.client_config().create().expect("admin client");
+    admin
+        .create_partitions(
+            &[rdkafka::admin::NewPartitions::new(&topic, 4)],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .expect("create partitions")
+        .into_iter()
+        .for_each(|result| {
+            if let Err((topic, error)) = result {
+                panic!("create partitions {topic}: {error}");
+            }
+        });
+    let added_at = Instant::now();
+    let producer = kafka.producer();
+    let mut pending = Vec::new();
+    for seq in 0..10u64 {
+        for partition in [2, 3] {
+            let key = format!("n{partition}");
+            let body = payload(&key, seq);
+            let delivery = loop {
+                let record = FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&body);
+                match producer.send_result(record) {
+                    Ok(delivery) => break delivery,
+                    // The producer may not know the new partitions yet.
+                    Err((_, _)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            pending.push(delivery);
+            produced.push(Keyed { key, seq });
+        }
+    }
+    for delivery in pending {
+        delivery
+            .await
+            .expect("delivery")
+            .map_err(|(error, _)| error)
+            .expect("produce to a new partition");
+    }
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    let took = added_at.elapsed();
+    let assigned = metric_or_zero(&sidecar, "kws_assigned_partitions");
+    eprintln!(
+        "new partitions: records on them delivered {took:?} after they were added \
+         (topic.metadata.refresh.interval.ms 5000); assigned partitions now {assigned}"
+    );
+    assert!(
+        took <= Duration::from_secs(30),
+        "new partitions delivered after {took:?}"
+    );
+    assert_eq!(assigned, 4.0);
+    let deliveries = delivered(&endpoint);
+    assert_nothing_lost(&deliveries, &produced);
+    assert_eq!(duplicates(&deliveries), 0);
+    assert_per_key_order(&endpoint.successful_requests());
+}
+
+// ------------------------------------------------------------------------------------------
+// 8: records deleted (retention, DeleteRecords) before the group consumed them
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_deleted_before_consumption_are_counted_and_logged() {
+    let _serial = serial().await;
+    let kafka = Kafka::shared();
+    let topic = unique("fault-deleted");
+    let group = unique("fault-deleted-group");
+    kafka.create_topic(&topic, 1, 1).await;
+    let endpoint = Endpoint::start().await;
+    let mut config = test_config(&group, &topic, &endpoint.url());
+    config.kafka.auto_offset_reset = kafka_webhook_sidecar::config::OffsetReset::Earliest;
+    let mut produced = produce_keyed(&topic, 5, 100).await;
+    let mut first = Sidecar::spawn_ready(&config).await;
+    wait_all_delivered(&endpoint, &produced, LONG).await;
+    wait_committed(&kafka, &group, &topic, &[100]).await;
+    first.sigterm();
+    assert!(first.wait_exit(Duration::from_secs(30)).await.success());
+
+    // 100 more (offsets 100..200); the first 50 of them are deleted before anyone reads them.
+    produced.extend(produce_keyed_from(&kafka.producer(), &topic, 5, 100, 20).await);
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka.client_config().create().expect("admin client");
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(150))
+        .expect("offset list");
+    admin
+        .delete_records(&list, &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("delete records");
+
+    let second = Sidecar::spawn_ready(&config).await;
+    endpoint
+        .wait_for_distinct_ids(150, LONG)
+        .await
+        .expect("the records after the deleted ones are delivered");
+    wait_committed(&kafka, &group, &topic, &[200]).await;
+    let deliveries = delivered(&endpoint);
+    let offsets: BTreeSet<i64> = deliveries.iter().map(|d| d.offset).collect();
+    assert_eq!(
+        offsets,
+        (0..100).chain(150..200).collect::<BTreeSet<i64>>(),
+        "delivered: everything but the deleted offsets 100..150"
+    );
+    assert_eq!(duplicates(&deliveries), 0);
+    assert_partition_order(&deliveries);
+    let skipped = second.metric(&format!("kws_offsets_skipped_total{{topic=\"{topic}\"}}"));
+    let log = second.logs();
+    let line = log
+        .lines()
+        .find(|line| line.contains("Records skipped: offset out of range"));
+    eprintln!("retention gap: kws_offsets_skipped_total {skipped:?}; log line {line:?}");
+    assert_eq!(skipped, Some(50.0), "the skipped offsets are counted");
+    let line = line.expect("a warning names the skipped range");
+    for field in [
+        format!("topic={topic}"),
+        "partition=0".to_string(),
+        "from_offset=100".to_string(),
+        "to_offset=150".to_string(),
+    ] {
+        assert!(line.contains(&field), "{field} missing from: {line}");
+    }
+    assert!(line.contains("WARN"), "not a warning: {line}");
 }
