@@ -703,6 +703,10 @@ async fn only_broker_down_longer_than_the_session_timeout() {
     })
     .await;
 
+    // The producer stops before the outage and a new one starts after it: librdkafka 2.12
+    // can lose every broker for good when the only broker shuts down (see the README's known
+    // gaps), which would stall the test's own producer too.
+    let mut produced = load.finish().await;
     let outage_started = Instant::now();
     tokio::task::block_in_place(|| cluster.stop_node(1));
     let stopped_at = Instant::now();
@@ -730,8 +734,10 @@ async fn only_broker_down_longer_than_the_session_timeout() {
     tokio::task::block_in_place(|| cluster.start_node(1));
     let restarted_at = Instant::now();
     let delivered_before = endpoint.distinct_successful_ids().len();
+    let rounds = produced.iter().map(|k| k.seq + 1).max().unwrap_or(0);
+    let load = Load::start_from(&kafka, &topic, 10, 100, rounds);
     load.wait_progress(100, LONG).await;
-    let produced = load.finish().await;
+    produced.extend(load.finish().await);
     wait_all_delivered(&endpoint, &produced, LONG).await;
     let first_after = endpoint
         .successful_requests()

@@ -115,6 +115,18 @@ pub struct Load {
 impl Load {
     /// About `per_second` records a second, one round of `keys` records at a time.
     pub fn start(kafka: &Kafka, topic: &str, keys: usize, per_second: usize) -> Load {
+        Self::start_from(kafka, topic, keys, per_second, 0)
+    }
+
+    /// Like [`start`](Self::start), the sequence numbers starting at `first_round` (to
+    /// continue after an earlier load on the same keys).
+    pub fn start_from(
+        kafka: &Kafka,
+        topic: &str,
+        keys: usize,
+        per_second: usize,
+        first_round: u64,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let produced_count = Arc::new(Mutex::new(0usize));
         let topic = topic.to_string();
@@ -126,7 +138,7 @@ impl Load {
             let mut tick =
                 tokio::time::interval(Duration::from_secs_f64(keys as f64 / per_second as f64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut round = 0u64;
+            let mut round = first_round;
             while !flag.load(Ordering::SeqCst) {
                 tick.tick().await;
                 produced.extend(produce_keyed_from(&producer, &topic, keys, keys, round).await);
