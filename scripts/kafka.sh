@@ -3,7 +3,8 @@
 # nodes), fetched from Maven Central with `mvn` and run straight from its jars.
 #
 #   kafka.sh fetch                             fetch the broker jars into the cache
-#   kafka.sh start [--brokers 1|3] [--dir DIR] start a fresh cluster, print bootstrap
+#   kafka.sh start [--brokers 1|3] [--dir DIR] [--sasl-ssl]
+#                                              start a fresh cluster, print bootstrap
 #   kafka.sh stop [--dir DIR]                  stop every node (idempotent)
 #   kafka.sh stop-node I [--dir DIR]           stop node I (1-based)
 #   kafka.sh start-node I [--dir DIR]          restart node I with its existing data
@@ -21,6 +22,12 @@
 #
 # Layout of DIR: bootstrap (bootstrap address), nodes (node count), and per node
 # node-I/{server.properties, address, pid, data/, logs/server.log, stdout.log}.
+#
+# --sasl-ssl adds a SASL_SSL listener (SCRAM-SHA-512 over TLS) on every node besides
+# PLAINTEXT: a test CA and broker certificate (SAN IP:127.0.0.1, DNS:localhost) are made
+# with openssl, and one SCRAM user is created when the storage is formatted. Extra files:
+# sasl-bootstrap (the SASL_SSL addresses), sasl-username, sasl-password (random),
+# tls/ca.pem (for the clients' ssl.ca.location).
 set -euo pipefail
 
 # Newest Apache Kafka 4.x whose full dependency closure is on Maven Central
@@ -195,9 +202,11 @@ parse_dir_opts() {
     # Sets DIR and BROKERS from --dir/--brokers; leftover args go to ARGS.
     DIR=${KWS_KAFKA_DIR:-$REPO_ROOT/.kafka}
     BROKERS=1
+    SASL_SSL=0
     ARGS=()
     while (($#)); do
         case $1 in
+        --sasl-ssl) SASL_SSL=1; shift ;;
         --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
         --dir=*) DIR=${1#--dir=}; shift ;;
         --brokers) BROKERS=${2:?--brokers needs a value}; shift 2 ;;
@@ -275,10 +284,11 @@ EOF
 }
 
 node_ports() {
-    # "broker_port controller_port" of node I, from its server.properties
+    # Every listener port of node I (broker, controller, SASL_SSL if any), from its
+    # server.properties
     local props
     props="$(node_dir "$1")/server.properties"
-    sed -n 's/^listeners=PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\),CONTROLLER:\/\/127\.0\.0\.1:\([0-9]*\)$/\1 \2/p' "$props"
+    sed -n 's/^listeners=//p' "$props" | tr ',' '\n' | sed -n 's/^[A-Z_]*:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' | tr '\n' ' '
 }
 
 tail_node_log() {
@@ -401,8 +411,16 @@ stop_nodes() {
 # ------------------------------------------------------------ commands ----
 
 write_node_config() {
-    # write_node_config I N VOTERS BROKER_PORT CONTROLLER_PORT
-    local i=$1 n=$2 voters=$3 bport=$4 cport=$5 nd rf minisr
+    # write_node_config I N VOTERS BROKER_PORT CONTROLLER_PORT [SASL_SSL_PORT]
+    local i=$1 n=$2 voters=$3 bport=$4 cport=$5 sport=${6:-} nd rf minisr
+    local listeners="PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport"
+    local advertised="PLAINTEXT://127.0.0.1:$bport"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n "$sport" ]]; then
+        listeners+=",SASL_SSL://127.0.0.1:$sport"
+        advertised+=",SASL_SSL://127.0.0.1:$sport"
+        protocols+=",SASL_SSL:SASL_SSL"
+    fi
     nd=$(node_dir "$i")
     if ((n >= 3)); then rf=3; minisr=2; else rf=1; minisr=1; fi
     mkdir -p "$nd/data" "$nd/logs"
@@ -411,9 +429,9 @@ write_node_config() {
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$bport
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$nd/data
@@ -438,7 +456,45 @@ group.share.min.heartbeat.interval.ms=500
 
 log.cleaner.dedupe.buffer.size=2097152
 EOF
+    if [[ -n "$sport" ]]; then
+        cat >>"$nd/server.properties" <<EOF
+
+# SASL_SSL listener for clients (inter-broker and controller traffic stay PLAINTEXT).
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$DIR/tls/broker.p12
+ssl.keystore.password=$(<"$DIR/tls/store-password")
+ssl.key.password=$(<"$DIR/tls/store-password")
+EOF
+    fi
     printf '127.0.0.1:%s\n' "$bport" >"$nd/address"
+}
+
+# Test CA, one broker certificate for 127.0.0.1/localhost in a PKCS12 keystore, and a
+# SCRAM user with a random password, all under DIR.
+make_sasl_ssl_material() {
+    command -v openssl >/dev/null || die "openssl not found (needed by --sasl-ssl)"
+    local tls="$DIR/tls"
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    (
+        umask 077
+        openssl rand -hex 16 >"$tls/store-password"
+        printf 'kws\n' >"$DIR/sasl-username"
+        openssl rand -hex 16 >"$DIR/sasl-password"
+    )
+    {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kws-test-ca" \
+            -keyout "$tls/ca.key" -out "$tls/ca.pem" &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$tls/broker.key" -out "$tls/broker.csr" &&
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.cnf" &&
+            openssl x509 -req -days 30 -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+                -CAcreateserial -extfile "$tls/san.cnf" -out "$tls/broker.pem" &&
+            openssl pkcs12 -export -name broker -in "$tls/broker.pem" -inkey "$tls/broker.key" \
+                -certfile "$tls/ca.pem" -out "$tls/broker.p12" -passout "file:$tls/store-password"
+    } >"$tls/openssl.log" 2>&1 || { cat "$tls/openssl.log" >&2; die "could not make the test certificates"; }
 }
 
 start_abort() {
@@ -467,18 +523,38 @@ cmd_start() {
     cmd_fetch
     local t0=$SECONDS
     # Fresh cluster: remove only what this script creates.
-    rm -rf "$DIR"/node-* "$DIR/tool-logs" "$DIR/bootstrap" "$DIR/nodes" "$DIR/cluster-id"
+    rm -rf "$DIR"/node-* "$DIR/tool-logs" "$DIR/bootstrap" "$DIR/nodes" "$DIR/cluster-id" \
+        "$DIR/sasl-bootstrap" "$DIR/sasl-username" "$DIR/sasl-password" "$DIR/tls"
 
-    local -a ports
-    read -r -a ports <<<"$(free_ports $((2 * BROKERS)))"
+    local -a ports sasl_ports=()
+    if ((SASL_SSL)); then
+        make_sasl_ssl_material
+        # SASL_SSL ports come after each node's broker and controller ports.
+        local -a all
+        read -r -a all <<<"$(free_ports $((3 * BROKERS)))"
+        ports=("${all[@]:0:$((2 * BROKERS))}")
+        sasl_ports=("${all[@]:$((2 * BROKERS))}")
+    else
+        read -r -a ports <<<"$(free_ports $((2 * BROKERS)))"
+    fi
     local voters="" bootstrap=""
     for ((i = 1; i <= BROKERS; i++)); do
         voters+="${voters:+,}$i@127.0.0.1:${ports[$((2 * i - 1))]}"
         bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$((2 * i - 2))]}"
     done
+    local sasl_bootstrap=""
     for ((i = 1; i <= BROKERS; i++)); do
-        write_node_config "$i" "$BROKERS" "$voters" "${ports[$((2 * i - 2))]}" "${ports[$((2 * i - 1))]}"
+        write_node_config "$i" "$BROKERS" "$voters" "${ports[$((2 * i - 2))]}" "${ports[$((2 * i - 1))]}" \
+            "${sasl_ports[$((i - 1))]:-}"
+        if ((SASL_SSL)); then
+            sasl_bootstrap+="${sasl_bootstrap:+,}127.0.0.1:${sasl_ports[$((i - 1))]}"
+        fi
     done
+    local -a scram=()
+    if ((SASL_SSL)); then
+        # Quoted values (the parser strips the quotes); a value cannot contain a comma.
+        scram=(--add-scram "SCRAM-SHA-512=[name=\"$(<"$DIR/sasl-username")\",password=\"$(<"$DIR/sasl-password")\"]")
+    fi
     echo "$BROKERS" >"$DIR/nodes"
     # From here on, a failed or interrupted start stops what it launched.
     START_NODES=()
@@ -497,7 +573,7 @@ cmd_start() {
     for ((i = 1; i <= BROKERS; i++)); do
         "$JAVA" "${TOOL_JVM[@]}" -cp "$KAFKA_HOME/lib/*" -Dlog4j2.configurationFile="$LOG4J_CONFIG" \
             -Dkafka.logs.dir="$DIR/tool-logs" kafka.tools.StorageTool format \
-            -t "$cluster_id" -c "$(node_dir "$i")/server.properties" \
+            -t "$cluster_id" -c "$(node_dir "$i")/server.properties" "${scram[@]}" \
             >"$(node_dir "$i")/format.log" 2>&1 &
         fpids+=($!)
     done
@@ -514,6 +590,10 @@ cmd_start() {
     log "started $BROKERS node(s) in $DIR, waiting for metadata on $bootstrap"
     wait_ready "$bootstrap" "$BROKERS" "${START_NODES[@]}" || die "Kafka cluster did not come up"
     echo "$bootstrap" >"$DIR/bootstrap"
+    if ((SASL_SSL)); then
+        echo "$sasl_bootstrap" >"$DIR/sasl-bootstrap"
+        log "SASL_SSL (SCRAM-SHA-512) listeners: $sasl_bootstrap (user $(<"$DIR/sasl-username"), CA $DIR/tls/ca.pem)"
+    fi
     trap - EXIT INT TERM
     log "cluster ready in $((SECONDS - t0))s (Kafka $KAFKA_VERSION, $BROKERS node(s), cluster id $cluster_id)"
     echo "$bootstrap"

@@ -6,6 +6,9 @@
 #
 # Environment:
 #   KWS_KAFKA_BOOTSTRAP  if set, tests use that cluster and no broker is started
+#   KWS_TEST_SKIP_SLOW   1: skip the fault tests that run three brokers or a long
+#                        outage (quick local runs); unset (the default, and CI):
+#                        run everything
 # Exported to the tests:
 #   KWS_KAFKA_BOOTSTRAP  bootstrap address of the 1-node test cluster
 #   KWS_KAFKA_SCRIPT     absolute path of scripts/kafka.sh, for tests that run
@@ -107,6 +110,9 @@ else
     run_step "start Kafka (1 broker)" start_kafka || exit 1
 fi
 echo "KWS_KAFKA_SCRIPT=$KWS_KAFKA_SCRIPT"
+if [[ "${KWS_TEST_SKIP_SLOW:-}" == 1 ]]; then
+    echo "KWS_TEST_SKIP_SLOW=1: the three-broker and long-outage fault tests are skipped"
+fi
 # Dockerfile and Helm chart: hadolint, helm lint, kubeconform, the rendered config.
 run_step "deploy checks" "$ROOT/scripts/check-deploy.sh" || true
 run_step "cargo clippy" cargo clippy --all-targets "${locked[@]}" -- -D warnings || true

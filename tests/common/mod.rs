@@ -3,7 +3,10 @@
 //! conditions with a deadline, and a handle on a sidecar process.
 #![allow(dead_code)]
 
+pub mod checks;
+pub mod cluster;
 pub mod endpoint;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::fmt::Display;
