@@ -101,14 +101,11 @@ async fn key_mode_failing_record_holds_the_commit_then_kill_9_and_a_new_member_d
     config.delivery.ordering = Ordering::Key;
     config.delivery.max_in_flight = 16;
     let watcher = CommitWatcher::start(&kafka, &group, &topic, 1);
-    let mut first = Sidecar::spawn_ready(&config).await;
+    let mut first = Sidecar::start_ready(&config).await;
 
     // Every record but k3's from seq 5 on (blocked behind it in key mode) is delivered.
     let blocked = COUNT / KEYS - 5;
-    endpoint
-        .wait_for_distinct_ids(COUNT - blocked, LONG)
-        .await
-        .unwrap();
+    endpoint.wait_for_distinct_ids(COUNT - blocked, LONG).await;
     // The commit settles on the failing record and stays there while it keeps failing.
     let reader = kafka.offset_reader(&group);
     wait_until(LONG, "the commit reaches the failing record", || {
@@ -152,7 +149,7 @@ async fn key_mode_failing_record_holds_the_commit_then_kill_9_and_a_new_member_d
         .map(|d| d.offset)
         .collect();
     endpoint.always_ok();
-    let _second = Sidecar::spawn_ready(&config).await;
+    let _second = Sidecar::start_ready(&config).await;
     wait_all_delivered(&endpoint, &produced, LONG).await;
     let end = kafka.end_offsets(&topic, 1);
     wait_committed(&kafka, &group, &topic, &end).await;
@@ -208,7 +205,7 @@ async fn connection_resets_every_second_lose_nothing_and_keep_order() {
     .await;
     let config = test_config(&group, &topic, &proxy.url());
     let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
-    let sidecar = Sidecar::spawn_ready(&config).await;
+    let sidecar = Sidecar::start_ready(&config).await;
     let load = Load::start(&kafka, &topic, 30, 300);
     tokio::time::sleep(Duration::from_secs(20)).await;
     let produced = load.finish().await;
@@ -329,7 +326,7 @@ async fn aborted_transactions_never_reach_the_endpoint() {
     let endpoint = Endpoint::start().await;
     let config = test_config(&group, &topic, &endpoint.url());
     let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
-    let sidecar = Sidecar::spawn_ready(&config).await;
+    let sidecar = Sidecar::start_ready(&config).await;
 
     // Producer a: committed rounds of keyed records, each followed by an aborted transaction;
     // producer b: only aborted transactions, at the same time, on the same partitions.
@@ -480,11 +477,8 @@ async fn compressed_batches_are_delivered_byte_for_byte() {
     }
     let endpoint = Endpoint::start().await;
     let config = test_config(&group, &topic, &endpoint.url());
-    let _sidecar = Sidecar::spawn_ready(&config).await;
-    endpoint
-        .wait_for_distinct_ids(expected.len(), LONG)
-        .await
-        .unwrap();
+    let _sidecar = Sidecar::start_ready(&config).await;
+    endpoint.wait_for_distinct_ids(expected.len(), LONG).await;
     let requests = endpoint.successful_requests();
     assert_eq!(requests.len(), expected.len(), "no crash, so no duplicate");
     for (request, (key, value)) in requests.iter().zip(&expected) {
@@ -529,12 +523,9 @@ async fn frozen_member_resumed_after_takeover_delivers_nothing_new() {
     };
     let watcher = CommitWatcher::start(&kafka, &group, &topic, 1);
     let load = Load::start(&kafka, &topic, 10, 20);
-    let a = Sidecar::spawn_ready(&config_for("a")).await;
-    endpoint
-        .wait_for_distinct_ids(20, LONG)
-        .await
-        .expect("a delivers");
-    let b = Sidecar::spawn_ready(&config_for("b")).await; // an idle standby
+    let a = Sidecar::start_ready(&config_for("a")).await;
+    endpoint.wait_for_distinct_ids(20, LONG).await;
+    let b = Sidecar::start_ready(&config_for("b")).await; // an idle standby
     let commits = metric_or_zero(&a, "kws_offset_commits_total{result=\"ok\"}");
     wait_until(LONG, "a commits in the steady state", || {
         metric_or_zero(&a, "kws_offset_commits_total{result=\"ok\"}") >= commits + 3.0
@@ -692,11 +683,8 @@ async fn only_broker_down_longer_than_the_session_timeout() {
     kafka_debug(&mut config);
     let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
     let load = Load::start(&kafka, &topic, 10, 100);
-    let mut sidecar = Sidecar::spawn_ready(&config).await;
-    endpoint
-        .wait_for_distinct_ids(200, LONG)
-        .await
-        .expect("delivering");
+    let mut sidecar = Sidecar::start_ready(&config).await;
+    endpoint.wait_for_distinct_ids(200, LONG).await;
     let commits = metric_or_zero(&sidecar, "kws_offset_commits_total{result=\"ok\"}");
     wait_until(LONG, "commits in the steady state", || {
         metric_or_zero(&sidecar, "kws_offset_commits_total{result=\"ok\"}") >= commits + 3.0
@@ -823,10 +811,12 @@ async fn wait_fully_replicated(kafka: &Kafka) {
 async fn wait_delivering(endpoint: &Endpoint, more: usize, what: &str) -> Duration {
     let started = Instant::now();
     let from = endpoint.distinct_successful_ids().len();
-    endpoint
-        .wait_for_distinct_ids(from + more, LONG)
-        .await
-        .unwrap_or_else(|error| panic!("not delivering {what}: {error}"));
+    wait_until(
+        LONG,
+        lazy(|| format!("delivering {what}: {}", endpoint.summary())),
+        || endpoint.distinct_successful_ids().len() >= from + more,
+    )
+    .await;
     started.elapsed()
 }
 
@@ -848,7 +838,7 @@ async fn three_brokers_rolling_restarts_and_a_sigkill() {
     kafka_debug(&mut config);
     let watcher = CommitWatcher::start(&kafka, &group, &topic, PARTITIONS);
     let load = Load::start(&kafka, &topic, 10, 100);
-    let sidecar = Sidecar::spawn_ready(&config).await;
+    let sidecar = Sidecar::start_ready(&config).await;
     wait_delivering(&endpoint, 200, "at the start").await;
     wait_fully_replicated(&kafka).await;
 
@@ -865,7 +855,7 @@ async fn three_brokers_rolling_restarts_and_a_sigkill() {
         wait_fully_replicated(&kafka).await;
     }
     let killed_at = Instant::now();
-    tokio::task::block_in_place(|| cluster.kill_node(2));
+    cluster.kill_node(2).await;
     let took = wait_delivering(&endpoint, 100, "while node 2 is killed").await;
     eprintln!("three brokers: node 2 SIGKILLed; 100 more records delivered in {took:?}");
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -970,7 +960,7 @@ async fn sasl_scram_over_tls_delivers_and_a_wrong_password_is_a_clear_error() {
         }
         config
     };
-    let good = Sidecar::spawn_ready(&config_with(&group, &password)).await;
+    let good = Sidecar::start_ready(&config_with(&group, &password)).await;
     wait_all_delivered(&endpoint, &produced, LONG).await;
     let end = kafka.end_offsets(&topic, PARTITIONS);
     wait_committed(&kafka, &group, &topic, &end).await;
@@ -988,7 +978,7 @@ async fn sasl_scram_over_tls_delivers_and_a_wrong_password_is_a_clear_error() {
     // A wrong password: the member never joins. It must say why, stay unready without
     // exiting or failing liveness (no crash loop), and never print the password.
     let wrong = format!("wrong-{}", unique("pw"));
-    let bad = Sidecar::spawn(&config_with(&unique("fault-sasl-bad"), &wrong));
+    let bad = Sidecar::start(&config_with(&unique("fault-sasl-bad"), &wrong));
     let started = Instant::now();
     let mut seen: BTreeMap<(u16, u16), usize> = BTreeMap::new();
     while started.elapsed() < Duration::from_secs(20) {
@@ -1052,7 +1042,7 @@ async fn partitions_added_while_running_are_delivered() {
         .kafka
         .properties
         .insert("topic.metadata.refresh.interval.ms".into(), "5000".into());
-    let sidecar = Sidecar::spawn_ready(&config).await;
+    let sidecar = Sidecar::start_ready(&config).await;
     let mut produced = produce_keyed(&topic, 10, 100).await;
     wait_all_delivered(&endpoint, &produced, LONG).await;
 
@@ -1133,7 +1123,7 @@ async fn records_deleted_before_consumption_are_counted_and_logged() {
     let mut config = test_config(&group, &topic, &endpoint.url());
     config.kafka.auto_offset_reset = kafka_webhook_sidecar::config::OffsetReset::Earliest;
     let mut produced = produce_keyed(&topic, 5, 100).await;
-    let mut first = Sidecar::spawn_ready(&config).await;
+    let mut first = Sidecar::start_ready(&config).await;
     wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed(&kafka, &group, &topic, &[100]).await;
     first.sigterm();
@@ -1151,11 +1141,8 @@ async fn records_deleted_before_consumption_are_counted_and_logged() {
         .await
         .expect("delete records");
 
-    let second = Sidecar::spawn_ready(&config).await;
-    endpoint
-        .wait_for_distinct_ids(150, LONG)
-        .await
-        .expect("the records after the deleted ones are delivered");
+    let second = Sidecar::start_ready(&config).await;
+    endpoint.wait_for_distinct_ids(150, LONG).await;
     wait_committed(&kafka, &group, &topic, &[200]).await;
     let deliveries = delivered(&endpoint);
     let offsets: BTreeSet<i64> = deliveries.iter().map(|d| d.offset).collect();

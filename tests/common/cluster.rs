@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::{unique, wait_until_blocking};
+use super::{unique, wait_until};
 
 /// Client access to one Kafka cluster.
 #[derive(Clone, Debug)]
@@ -59,24 +59,23 @@ impl Kafka {
             result.unwrap_or_else(|(topic, error)| panic!("creating topic {topic}: {error}"));
         }
         let consumer: BaseConsumer = self.client_config().create().expect("metadata client");
-        tokio::task::block_in_place(|| {
-            wait_until_blocking(
-                Duration::from_secs(60),
-                &format!("topic {name} has {partitions} partitions with leaders"),
-                || {
-                    consumer
-                        .fetch_metadata(Some(name), Duration::from_secs(5))
-                        .ok()
-                        .and_then(|metadata| {
-                            metadata.topics().first().map(|topic| {
-                                topic.partitions().len() as i32 == partitions
-                                    && topic.partitions().iter().all(|p| p.leader() >= 0)
-                            })
+        wait_until(
+            Duration::from_secs(60),
+            format!("topic {name} has {partitions} partitions with leaders"),
+            || {
+                consumer
+                    .fetch_metadata(Some(name), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|metadata| {
+                        metadata.topics().first().map(|topic| {
+                            topic.partitions().len() as i32 == partitions
+                                && topic.partitions().iter().all(|p| p.leader() >= 0)
                         })
-                        == Some(true)
-                },
-            )
-        });
+                    })
+                    == Some(true)
+            },
+        )
+        .await;
     }
 
     /// An idempotent producer (acks=all): keeps per-partition order across broker restarts,
@@ -236,7 +235,7 @@ impl Cluster {
     }
 
     /// SIGKILLs node `i` and waits until the process is gone.
-    pub fn kill_node(&self, i: usize) {
+    pub async fn kill_node(&self, i: usize) {
         let pid_file = self.dir.join(format!("node-{i}")).join("pid");
         let pid = std::fs::read_to_string(&pid_file)
             .expect("node pid file")
@@ -247,15 +246,16 @@ impl Cluster {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -KILL {pid} failed");
-        wait_until_blocking(
+        wait_until(
             Duration::from_secs(30),
-            &format!("node {i} (pid {pid}) is gone"),
+            format!("node {i} (pid {pid}) is gone"),
             || {
                 std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .map(|stat| stat.split_whitespace().nth(2) == Some("Z"))
                     .unwrap_or(true)
             },
-        );
+        )
+        .await;
     }
 
     /// The tail of every node's log.
