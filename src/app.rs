@@ -89,7 +89,7 @@ pub async fn run(
         topics = ?settings.kafka.topics,
         ordering = ?delivery.ordering,
         in_flight_cap = delivery.in_flight_cap,
-        "Joined consumer group; delivering"
+        "Subscribed; joining the consumer group"
     );
 
     shutdown.await;

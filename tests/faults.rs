@@ -726,7 +726,27 @@ async fn only_broker_down_longer_than_the_session_timeout() {
     let load = Load::start_from(&kafka, &topic, 10, 100, rounds);
     load.wait_progress(100, LONG).await;
     produced.extend(load.finish().await);
+    // Act as the kubelet: a member stuck outside the group (librdkafka 2.12 can drop every
+    // broker and never reconnect, confluentinc/librdkafka#5301) fails /healthz after
+    // max(2 × session timeout, 60 s); the kubelet then restarts it, and so does this test.
+    let mut liveness_restarts = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while endpoint.distinct_successful_ids().len() < produced.len() && Instant::now() < deadline {
+        if probes(&sidecar).0 == 503 {
+            liveness_restarts += 1;
+            eprintln!(
+                "outage: /healthz failed ({:?} after the broker came back): restarting the \
+                 sidecar as the kubelet would; its log:\n{}",
+                restarted_at.elapsed(),
+                sidecar.logs()
+            );
+            sidecar.kill9();
+            sidecar = Sidecar::start_ready(&config).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     wait_all_delivered(&endpoint, &produced, LONG).await;
+    eprintln!("outage: liveness restarts {liveness_restarts}");
     let first_after = endpoint
         .successful_requests()
         .iter()

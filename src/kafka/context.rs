@@ -63,16 +63,25 @@ impl ClientContext for SidecarContext {
                     .brokers
                     .values()
                     .any(|broker| broker.nodeid >= 0 && broker.state == "UP");
+                // librdkafka 2.12 can drop every broker, bootstrap ones included, after a
+                // metadata response that lists none (confluentinc/librdkafka#5301); it never
+                // reconnects then. Waiting does not help in that state either.
+                let brokers_known = statistics
+                    .brokers
+                    .values()
+                    .any(|broker| broker.source == "configured" || broker.source == "learned");
+                let waiting_cannot_help = broker_reachable || !brokers_known;
                 if let Some(outside) = self
                     .registry
                     .health
-                    .group_observed(in_group, broker_reachable)
+                    .group_observed(in_group, waiting_cannot_help)
                 {
                     error!(
                         outside_s = outside.as_secs(),
                         state = %group.state,
                         join_state = %group.join_state,
-                        "The member has been outside the consumer group while a broker is reachable; /healthz now fails so the container is restarted and rejoins"
+                        brokers_known,
+                        "The member has been outside the consumer group while a broker is reachable (or no broker is left to try); /healthz now fails so the container is restarted and rejoins"
                     );
                 }
             }

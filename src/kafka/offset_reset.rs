@@ -20,10 +20,13 @@ pub struct OffsetReset {
 /// offset not available on the broker: Broker: Offset out of range`.
 pub fn parse(message: &str) -> Option<OffsetReset> {
     let (partition_part, rest) = message.split_once("]: offset reset (at offset ")?;
-    let (topic, partition) = partition_part.rsplit_once(" [")?;
+    let (before, partition) = partition_part.rsplit_once(" [")?;
+    // The message starts with librdkafka's thread tag (`[thrd:main]: `); topic names hold no
+    // spaces, so the topic is the last word before ` [partition]`.
+    let topic = before.rsplit(' ').next()?;
     let from: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some(OffsetReset {
-        topic: topic.trim().to_string(),
+        topic: topic.to_string(),
         partition: partition.parse().ok()?,
         from: from.parse().ok()?,
     })
@@ -47,15 +50,16 @@ impl ResetWatch {
     }
 
     /// Called with each received offset: after a reset, the first record at or past the old
-    /// position ends it; returns the skipped range `from..=offset-1` when one was skipped.
-    /// Records below the old position (fetched before the reset) leave it pending.
+    /// position ends it; returns the skipped range `from..offset` (end exclusive: where
+    /// delivery resumed) when one was skipped. Records below the old position (fetched
+    /// before the reset) leave it pending.
     pub fn check(&self, offset: i64) -> Option<(i64, i64)> {
         let from = self.0.load(Ordering::Relaxed);
         if from < 0 || offset < from {
             return None;
         }
         self.0.store(-1, Ordering::Relaxed);
-        (offset > from).then_some((from, offset - 1))
+        (offset > from).then_some((from, offset))
     }
 }
 
@@ -77,6 +81,10 @@ mod tests {
             parse("t [0]: offset reset (at offset INVALID, broker 1) to END"),
             None
         );
+        assert_eq!(
+            parse("[thrd:main]: fault-deleted-1-2-0 [0]: offset reset (at offset 100 (leader epoch -1), broker 1) to offset BEGINNING (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range"),
+            Some(OffsetReset { topic: "fault-deleted-1-2-0".into(), partition: 0, from: 100 })
+        );
         assert_eq!(parse("Fetch backoff"), None);
     }
 
@@ -86,7 +94,7 @@ mod tests {
         assert_eq!(watch.check(5), None, "no reset yet");
         watch.mark(100);
         assert_eq!(watch.check(97), None, "prefetched before the reset");
-        assert_eq!(watch.check(150), Some((100, 149)));
+        assert_eq!(watch.check(150), Some((100, 150)));
         assert_eq!(watch.check(151), None, "counted once");
         watch.mark(200);
         assert_eq!(watch.check(200), None, "nothing was skipped");

@@ -41,6 +41,20 @@ impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
         }))
     }
 
+    fn position(&self) -> Option<i64> {
+        // librdkafka's application position: one past the last record handed out from this
+        // partition's queue, moved past control records (transaction markers) as the queue is
+        // served. Only this worker serves the queue, so every record below was polled.
+        let positions = self.consumer.position().ok()?;
+        match positions
+            .find_partition(&self.topic, self.partition)?
+            .offset()
+        {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    }
+
     fn store(&self, offset: i64) -> Result<(), KafkaError> {
         let mut list = TopicPartitionList::with_capacity(1);
         list.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))?;

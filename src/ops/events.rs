@@ -303,10 +303,10 @@ pub fn commit_finished(metrics: &Metrics, result: CommitResult, error: Option<&s
 
 /// The consumer resumed past offsets the broker no longer had (its fetch position was out of
 /// range: retention or `DeleteRecords` removed them before they were consumed, and
-/// `auto_offset_reset` moved it). Offsets `from..=to` were never delivered: data loss the
-/// user must see.
+/// `auto_offset_reset` moved it). Offsets `from..to` (`to` exclusive: where delivery
+/// resumed) were never delivered: data loss the user must see.
 pub fn offsets_skipped(metrics: &Metrics, topic: &str, partition: i32, from: i64, to: i64) {
-    let skipped = (to - from + 1).max(0);
+    let skipped = (to - from).max(0);
     metrics
         .offsets_skipped
         .with_label_values(&[topic])

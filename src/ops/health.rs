@@ -9,9 +9,10 @@
 //!   a session timeout, workers start no new delivery for [`FENCE_HOLD`], time for librdkafka
 //!   to report the lost assignment (whose records are then abandoned, not committed).
 //! - **Stuck outside the group.** librdkafka can fail to rejoin after a long broker outage
-//!   (a request stuck on the coordinator connection). When the member stays outside the group
-//!   while a broker is reachable for `max(2 × session_timeout, 60 s)`, `/healthz` fails so
-//!   the kubelet restarts the container, which rejoins.
+//!   (confluentinc/librdkafka#5301: every broker dropped, none reconnected). When the member
+//!   stays outside the group for `max(2 × session_timeout, 60 s)` while a broker is reachable
+//!   or none is left to try, `/healthz` fails so the kubelet restarts the container, which
+//!   rejoins.
 //!
 //! Time is injected (`*_at` methods take milliseconds since start) for the unit tests.
 
@@ -118,8 +119,10 @@ impl Health {
         silent <= self.fence_gap_ms && now >= self.fenced_until_ms.load(Ordering::Relaxed)
     }
 
-    /// The statistics callback saw the group state. Returns how long the member has been
-    /// outside the group when it just crossed the stuck threshold (the caller logs it once).
+    /// The statistics callback saw the group state. `broker_reachable`: waiting for the
+    /// brokers cannot explain being outside (one is up, or librdkafka has none left to try).
+    /// Returns how long the member has been outside the group when it just crossed the stuck
+    /// threshold (the caller logs it once).
     pub fn group_observed(&self, in_group: bool, broker_reachable: bool) -> Option<Duration> {
         self.group_observed_at(self.now_ms(), in_group, broker_reachable)
     }

@@ -20,4 +20,8 @@ pub trait PartitionSource: Send + 'static {
     /// Stores the committable offset (the lowest unacknowledged); the consumer commits it
     /// on its next commit.
     fn store(&self, offset: i64) -> Result<(), KafkaError>;
+    /// The offset of the next record the source will hand out (past any records it skips
+    /// itself, such as transaction markers), if known. Every record below it was already
+    /// returned by [`poll`](Self::poll).
+    fn position(&self) -> Option<i64>;
 }

@@ -67,6 +67,16 @@ impl OffsetTracker {
         Ok(self.committable())
     }
 
+    /// The consumer's position moved to `position` without records (librdkafka skips
+    /// transaction markers and aborted records without handing them out). Only call it with
+    /// a position whose every record below was already passed to [`received`](Self::received):
+    /// then committing up to it skips nothing.
+    pub fn advance_to(&mut self, position: i64) {
+        if self.next_offset.is_none_or(|next| position > next) {
+            self.next_offset = Some(position);
+        }
+    }
+
     /// The offset to commit: the lowest unacknowledged offset, else one past the last
     /// received; `None` before the first record.
     pub fn committable(&self) -> Option<i64> {
@@ -134,6 +144,31 @@ mod tests {
         assert!(tracker.acknowledged(4).is_err());
         tracker.acknowledged(3).unwrap();
         assert!(tracker.acknowledged(3).is_err());
+    }
+
+    #[test]
+    fn a_position_past_control_records_becomes_committable_once_nothing_is_pending() {
+        let mut tracker = OffsetTracker::new();
+        tracker.received(10).unwrap();
+        tracker.received(11).unwrap();
+        // Offset 12 is a commit marker: the position moves to 13 without a record.
+        tracker.advance_to(13);
+        assert_eq!(
+            tracker.committable(),
+            Some(10),
+            "10 and 11 are not acknowledged"
+        );
+        tracker.acknowledged(11).unwrap();
+        assert_eq!(tracker.committable(), Some(10));
+        tracker.acknowledged(10).unwrap();
+        assert_eq!(tracker.committable(), Some(13));
+        tracker.advance_to(12);
+        assert_eq!(tracker.committable(), Some(13), "never moves back");
+        tracker.received(15).unwrap();
+        assert_eq!(tracker.committable(), Some(15));
+        let mut fresh = OffsetTracker::new();
+        fresh.advance_to(4);
+        assert_eq!(fresh.committable(), Some(4));
     }
 
     proptest! {

@@ -179,6 +179,12 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 _ = self.wakeup.notified(), if room => {}
                 _ = tokio::time::sleep(FENCE_RECHECK), if fenced => {}
                 _ = tick.tick() => {
+                    // Trailing transaction markers never reach us as records: follow the
+                    // consumer's position past them, or the committed offset would stay
+                    // below the end (lag tools would show phantom lag forever).
+                    if let Some(position) = self.source.position() {
+                        tracker.advance_to(position);
+                    }
                     let age = tracker
                         .oldest_unacknowledged()
                         .map_or(Duration::ZERO, |(_, at)| Instant::now().duration_since(at));
