@@ -22,9 +22,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Build deps of rdkafka (cmake-build, ssl, zstd, libz), kcat for the broker
-# probe, python3 for the harness scripts.
+# probe, python3 for the harness scripts, openssl for the SASL/TLS test broker.
 packages=(cmake build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev
-    libcurl4-openssl-dev libsasl2-dev kcat python3 curl)
+    libcurl4-openssl-dev libsasl2-dev kcat python3 curl openssl)
 # The broker runs on a JVM and is fetched with Maven.
 command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
