@@ -248,12 +248,11 @@ fn wrap(record: &Record, settings: &CloudEventsSettings, content_type: &str) -> 
     if let Some(timestamp) = record.timestamp_ms {
         attributes.push(("time".to_string(), text(rfc3339_millis(timestamp))));
     }
-    match &record.key {
-        Some(key) => match std::str::from_utf8(key) {
-            Ok(key) => attributes.push(("key".to_string(), text(key.to_string()))),
-            Err(_) => attributes.push(("keyb64".to_string(), text(BASE64.encode(key)))),
-        },
-        None => {}
+    if let Some(key) = &record.key {
+        attributes.push(match std::str::from_utf8(key) {
+            Ok(key) => ("key".to_string(), text(key.to_string())),
+            Err(_) => ("keyb64".to_string(), text(BASE64.encode(key))),
+        });
     }
     let datacontenttype = record
         .header_str("content-type")
