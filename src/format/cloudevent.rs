@@ -254,9 +254,17 @@ fn wrap(record: &Record, settings: &CloudEventsSettings, content_type: &str) -> 
             Err(_) => ("keyb64".to_string(), text(BASE64.encode(key))),
         });
     }
+    // A CloudEvents media type on a record that is no valid event would make a receiver
+    // read a binary-mode request as structured: such data is declared as configured.
     let datacontenttype = record
         .header_str("content-type")
         .filter(|value| http::HeaderValue::from_str(value).is_ok())
+        .filter(|value| {
+            !value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/cloudevents")
+        })
         .unwrap_or(content_type)
         .to_string();
     CloudEvent {
@@ -449,6 +457,12 @@ mod tests {
                 Some(value),
             ))
         };
+        let wrapped = structured(b"not json");
+        assert_eq!(
+            wrapped.datacontenttype.as_deref(),
+            Some("application/octet-stream"),
+            "no CloudEvents media type on a wrapped record"
+        );
         for value in [
             &b"not json"[..],
             br#"{"specversion":"1.0","id":"e1","source":"/s"}"#,
