@@ -111,7 +111,8 @@ fn parse(request: &RecordedRequest, format: Format) -> Event {
 }
 
 /// Produces the test records: four plain ones (JSON with a key, binary with a binary key,
-/// a non-ASCII key, a tombstone) and the same CloudEvent in Kafka binary and structured mode.
+/// a non-ASCII key, a tombstone), the same CloudEvent in Kafka binary and structured mode,
+/// and a record that claims to be a structured CloudEvent but is not valid JSON.
 async fn produce_records(topic: &str) {
     produce_raw(
         topic,
@@ -175,11 +176,19 @@ async fn produce_records(topic: &str) {
         )],
     )
     .await;
+    // Claims to be a structured CloudEvent but is not one: wrapped, still delivered.
+    produce_raw(
+        topic,
+        Some(b"bad"),
+        Some(b"{not an event"),
+        &[("content-type", Some(b"application/cloudevents+json"))],
+    )
+    .await;
 }
 
 /// Runs a sidecar in `format` over the test records and checks every request.
 async fn cloudevents_mode(format: Format) {
-    const RECORDS: usize = 6;
+    const RECORDS: usize = 7;
     let label = format!("{format:?}").to_lowercase();
     let topic = unique(&format!("ce-{label}"));
     let group = unique("ce-group");
@@ -282,6 +291,14 @@ async fn cloudevents_mode(format: Format) {
         seen.push((got, data_bytes(event)));
     }
     assert_eq!(seen[0], seen[1], "both Kafka modes give the same event");
+
+    // The invalid one is wrapped, its data kept byte for byte.
+    let (invalid, _) = events
+        .get(&format!("{topic}-0-6"))
+        .expect("the invalid event, wrapped");
+    assert_eq!(invalid.ty(), "dev.knative.kafka.event");
+    assert_eq!(invalid.datacontenttype(), Some("application/octet-stream"));
+    assert_eq!(data_bytes(invalid), Some(b"{not an event".to_vec()));
     let (_, binary) = events.get("evt-binary").unwrap();
     assert_eq!(
         binary.header("kafka-header-x-not-an-attribute"),
