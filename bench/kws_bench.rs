@@ -10,6 +10,8 @@
 //! - `produce-rate`: an open-loop producer at a fixed rate (sends on schedule, never waits
 //!   for acknowledgements).
 //! - `wait-committed`: polls a group's committed offsets until they reach a target sum.
+//! - `format-cost`: CPU time of building one record's request per `delivery.format` and with
+//!   signing, in this process on one thread (the sidecar's `RequestTemplate`, no network).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::{Request, Response, StatusCode};
@@ -90,6 +93,15 @@ enum Command {
         #[arg(long, default_value_t = 600.0)]
         timeout_s: f64,
     },
+    /// Prints one JSON line: microseconds per record to prepare and sign a request, per format.
+    FormatCost {
+        /// Records per measured variant.
+        #[arg(long, default_value_t = 200_000)]
+        count: u64,
+        /// Value size in bytes (values are not JSON, like the backlog's).
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
 }
 
 /// What both producers write, and where.
@@ -139,7 +151,64 @@ fn main() -> Result<()> {
             target,
             timeout_s,
         } => wait_committed(&bootstrap, &group, &topic, target, timeout_s),
+        Command::FormatCost { count, size } => format_cost(count, size),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Format cost
+
+/// Times `prepare` + `request` (one attempt) per variant over `count` records of `size`
+/// bytes, best of three rounds; prints `{"raw": µs, …}`.
+fn format_cost(count: u64, size: usize) -> Result<()> {
+    use kafka_webhook_sidecar::config::{Config, Format, Secret};
+    use kafka_webhook_sidecar::format::RequestTemplate;
+    use kafka_webhook_sidecar::record::Record;
+
+    let variants = [
+        ("raw", Format::Raw, false),
+        ("cloudevents_binary", Format::CloudeventsBinary, false),
+        (
+            "cloudevents_structured",
+            Format::CloudeventsStructured,
+            false,
+        ),
+        ("raw_signed", Format::Raw, true),
+    ];
+    let record = |seq: u64| Record {
+        topic: Arc::from("bench"),
+        partition: (seq % 12) as i32,
+        offset: seq as i64,
+        timestamp_ms: Some(1_700_000_000_000 + seq as i64),
+        key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
+        value: Some(Bytes::from(vec![b'x'; size])),
+        headers: Vec::new(),
+        received_at: Instant::now(),
+    };
+    let records: Vec<Record> = (0..count.min(10_000)).map(record).collect();
+    let mut result = serde_json::Map::new();
+    for (name, format, signed) in variants {
+        let mut config = Config::new("127.0.0.1:9092", "g", &["bench"], "http://127.0.0.1:1/");
+        config.delivery.format = format;
+        if signed {
+            config.delivery.signing.secrets =
+                vec![Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())];
+        }
+        let settings = config.settings().context("bench config")?;
+        let template = RequestTemplate::new(&settings.delivery);
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            for i in 0..count {
+                let prepared = template.prepare(&records[(i as usize) % records.len()]);
+                std::hint::black_box(template.request(&prepared, SystemTime::now()));
+            }
+            best = best.min(started.elapsed().as_secs_f64() * 1e6 / count as f64);
+        }
+        result.insert(name.into(), json!((best * 100.0).round() / 100.0));
+    }
+    println!("{}", serde_json::Value::Object(result));
+    Ok(())
 }
 
 fn unix_micros() -> u64 {
@@ -238,8 +307,22 @@ impl Receiver {
     }
 }
 
-/// The sequence number at the start of a benchmark body: ASCII digits up to the first `|`.
+/// The sequence number at the start of a benchmark value: ASCII digits up to the first `|`;
+/// in a CloudEvents structured body, at the start of the value in `data_base64`.
 fn parse_seq(body: &[u8]) -> Option<u64> {
+    if body.first() == Some(&b'{') {
+        const MEMBER: &[u8] = b"\"data_base64\":\"";
+        let start = body
+            .windows(MEMBER.len())
+            .position(|window| window == MEMBER)?
+            + MEMBER.len();
+        // 28 base64 characters are the first 21 bytes: enough for `{seq}|`.
+        let encoded = body.get(start..start + 28)?;
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        return parse_seq(&value);
+    }
     let end = body.iter().take(20).position(|b| *b == b'|')?;
     std::str::from_utf8(&body[..end]).ok()?.parse().ok()
 }

@@ -30,6 +30,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+# The signing secret of the signed run (a benchmark value, not a real secret).
+BENCH_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
 def log(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -178,7 +182,7 @@ class Bench:
 
     # -- the consumers -------------------------------------------------------------
 
-    def ours(self, name, group, topic, url, ordering, cap, binary=None):
+    def ours(self, name, group, topic, url, ordering, cap, binary=None, delivery=None):
         admin_port = _free_port()
         config = {
             "kafka": {
@@ -186,7 +190,7 @@ class Bench:
                 "auto_offset_reset": "earliest", "commit_interval": "1s",
             },
             "delivery": {"url": url, "ordering": ordering, "max_in_flight": cap,
-                         "timeout": "10s"},
+                         "timeout": "10s", **(delivery or {})},
             "admin": {"listen": f"127.0.0.1:{admin_port}"},
             "log": {"format": "text", "level": "info"},
         }
@@ -243,6 +247,17 @@ output:
             "ours-none": (f"ours, none mode ({cap}/partition, {cap * p} in flight)",
                           lambda n, g, t: self.ours(n, g, t, url, "none", cap)),
         }
+        # What the request format costs, next to raw key mode in the same run: CloudEvents
+        # structured mode (the 1 KiB non-JSON values become data_base64) and Standard
+        # Webhooks signing (one secret, raw format).
+        kinds["ours-key-structured"] = (
+            f"ours, key mode, format cloudevents-structured ({cap}/partition)",
+            lambda n, g, t: self.ours(n, g, t, url, "key", cap,
+                                      delivery={"format": "cloudevents-structured"}))
+        kinds["ours-key-signed"] = (
+            f"ours, key mode, signed (Standard Webhooks, 1 secret) ({cap}/partition)",
+            lambda n, g, t: self.ours(n, g, t, url, "key", cap,
+                                      delivery={"signing": {"secrets": [BENCH_SECRET]}}))
         if self.args.baseline_sidecar:
             # An earlier build of ours, side by side (a refactor must not regress).
             base = self.args.baseline_sidecar
@@ -451,6 +466,9 @@ output:
         self.create_topic(topic)
         self.results["backlog_produce"] = self.produce(topic, a.records)
 
+        log("request format cost (in process)")
+        self.results["format_cost_us"] = self.run_tool("format-cost", "--size", a.record_size)
+
         log("ceilings")
         self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
 
@@ -496,6 +514,19 @@ output:
 
 
 # ------------------------------------------------------------------------- the report --
+
+def format_costs(fast):
+    """CPU per 100k records of each request format, and its cost over raw key mode."""
+    raw = fast.get("ours-key")
+    rows = []
+    for name, label in (("ours-key-structured", "CloudEvents structured"),
+                        ("ours-key-signed", "Standard Webhooks signing")):
+        if raw and name in fast:
+            cost = fast[name]["cpu_s_per_100k"] - raw["cpu_s_per_100k"]
+            rows.append((label, fast[name]["cpu_s_per_100k"], raw["cpu_s_per_100k"],
+                         round(cost / 1e5 * 1e6, 2), fast[name]["committed_per_s"]))
+    return rows
+
 
 def targets(r, args):
     """Each target of issue 6 with the figure measured in this run."""
@@ -559,6 +590,21 @@ def markdown(r, args):
                      f"{v['cpu_s_per_100k']} | {v['broker_cpu_s_per_100k']} | "
                      f"{v['receiver_cpu_s_per_100k']} | {v['machine_cpu_busy_pct']}% | "
                      f"{v['peak_rss_mib']} | {v['duplicates']} |")
+    if "format_cost_us" in r:
+        lines.append("")
+        lines.append(f"| building one request ({args.record_size} B value, in process) "
+                     "| µs/record |")
+        lines.append("|---|---:|")
+        for name, value in r["format_cost_us"].items():
+            lines.append(f"| {name} | {value} |")
+    costs = format_costs(r["fast"])
+    if costs:
+        lines.append("")
+        lines.append("| request format (key mode) | CPU s/100k | raw CPU s/100k | added µs/record "
+                     "| committed/s |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for label, cpu, raw, added, rate in costs:
+            lines.append(f"| {label} | {cpu} | {raw} | {added} | {rate} |")
     slow = r["slow"]
     lines.append("")
     lines.append(f"| slow endpoint ({args.slow_ms} ms) | records/s | peak in flight |")

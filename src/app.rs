@@ -54,7 +54,7 @@ pub async fn run(
     let delivery = &settings.delivery;
     let deliverer = Arc::new(Deliverer {
         transport: HttpClient::new(&delivery.endpoint),
-        template: RequestTemplate::new(&delivery.endpoint),
+        template: RequestTemplate::new(delivery),
         timeout: delivery.endpoint.timeout,
         retry: delivery.retry.clone(),
         on_failure: kafka::dead_letter::on_failure(&delivery.on_failure, &settings.kafka)?,

@@ -13,7 +13,8 @@
 //! - [`record`]: the owned record every stage passes along.
 //! - [`ops`]: metrics, the events that write a log line and a metric together, health,
 //!   the admin server (`/metrics`, `/healthz`, `/readyz`), the log subscriber.
-//! - [`format`]: the HTTP request built from a record (the endpoint contract). Pure.
+//! - [`format`]: the HTTP request built from a record (the endpoint contract: raw,
+//!   CloudEvents binary or structured, Standard Webhooks signatures). Pure.
 //! - [`delivery`]: one record until it is disposed of: the attempt loop, the pure retry and
 //!   failure policy, the pooled HTTP client; the network behind two small traits.
 //! - [`partition`]: one partition's worker task, its offset watermark and its ordering

@@ -14,7 +14,7 @@ use std::sync::atomic::{self, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use kafka_webhook_sidecar::config::interpolate::{interpolate, InterpolationError};
-use kafka_webhook_sidecar::config::{Config, ConfigError, FailurePolicy, Ordering};
+use kafka_webhook_sidecar::config::{Config, ConfigError, FailurePolicy, Format, Ordering};
 use serde_yaml::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-webhook-sidecar");
@@ -29,6 +29,8 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
         "kafka-0.kafka:9092,kafka-1.kafka:9092",
     ),
     ("KAFKA_SASL_PASSWORD", "not-a-real-password"),
+    // config/signing.yaml (a Standard Webhooks secret: whsec_ + base64 of 24 bytes).
+    ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
 ];
 
 fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -62,7 +64,13 @@ fn example_files() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
     files.sort();
-    for expected in ["minimal.yaml", "complete.yaml", "dead-letter.yaml"] {
+    for expected in [
+        "minimal.yaml",
+        "complete.yaml",
+        "dead-letter.yaml",
+        "cloudevents.yaml",
+        "signing.yaml",
+    ] {
         assert!(
             files.iter().any(|path| path.ends_with(expected)),
             "config/{expected} is missing"
@@ -357,6 +365,36 @@ fn dead_letter_example() {
         Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "delivery.dead_letter_topic"),
         other => panic!("expected delivery.dead_letter_topic to be refused, got {other:?}"),
     }
+}
+
+#[test]
+fn cloudevents_example() {
+    let config = parse_example("cloudevents.yaml");
+    assert_eq!(config.delivery.format, Format::CloudeventsStructured);
+    let settings = config.settings().unwrap();
+    assert_eq!(
+        settings.delivery.format.cloudevents.event_type,
+        "com.example.order.changed"
+    );
+    assert!(settings.delivery.format.signing.is_empty());
+}
+
+#[test]
+fn signing_example() {
+    let config = parse_example("signing.yaml");
+    let settings = config.settings().unwrap();
+    assert_eq!(settings.delivery.format.signing.len(), 1);
+    assert_eq!(settings.delivery.format.format, Format::Raw);
+    // The secret comes from the environment: without it the example does not load.
+    let error = Config::from_yaml(&read_example("signing.yaml"), |name| {
+        (name == "KAFKA_BOOTSTRAP_SERVERS").then(|| "k:9092".to_string())
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("WEBHOOK_SECRET"), "{error}");
+    // Neither Debug of the config nor of the settings shows it.
+    let secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    assert!(!format!("{config:?}").contains(secret));
+    assert!(!format!("{settings:?}").contains(secret));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -695,6 +733,72 @@ fn cases() -> Vec<Case> {
         )
         .env(&[("APP_TOKEN", "s3cr3t\nx")])
         .absent(&["s3cr3t"]),
+        Case::valid(
+            "cloudevents-binary format with two signing secrets",
+            with("  format: cloudevents-binary\n  signing:\n    secrets: [\"${S1}\", \"${S2}\"]\n"),
+        )
+        .env(&[
+            ("S1", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("S2", "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="),
+        ]),
+        Case::error(
+            "bad format",
+            with("  format: cloudevents\n"),
+            &[
+                "delivery.format",
+                "unknown variant `cloudevents`",
+                "`raw`, `cloudevents-binary`, `cloudevents-structured`",
+            ],
+        ),
+        Case::error(
+            "malformed signing secret",
+            with("  signing:\n    secrets: [\"${S1}\", \"${S2}\"]\n"),
+            &[
+                "`delivery.signing.secrets[1]`",
+                "not a Standard Webhooks secret",
+                "whsec_",
+            ],
+        )
+        .env(&[
+            ("S1", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("S2", "whsec_dG9vLXNob3J0LXMzY3IzdA=="),
+        ])
+        .absent(&["dG9vLXNob3J0LXMzY3IzdA", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+        Case::error(
+            "signing secret without the whsec_ prefix",
+            with("  signing:\n    secrets: [\"${S1}\"]\n"),
+            &["`delivery.signing.secrets[0]`", "whsec_"],
+        )
+        .env(&[("S1", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")])
+        .absent(&["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+        Case::error(
+            "missing signing secrets file",
+            with("  signing:\n    secrets_file: /nonexistent/kws/secrets\n"),
+            &[
+                "`delivery.signing.secrets_file`",
+                "cannot read /nonexistent/kws/secrets",
+            ],
+        ),
+        Case::error(
+            "static Content-Type with structured CloudEvents",
+            with("  format: cloudevents-structured\n  headers:\n    Content-Type: text/plain\n"),
+            &[
+                "`delivery.headers.Content-Type`",
+                "CloudEvents content type",
+            ],
+        ),
+        Case::error(
+            "static webhook-signature header while signing",
+            with("  headers:\n    webhook-signature: x\n  signing:\n    secrets: [\"${S1}\"]\n"),
+            &["`delivery.headers.webhook-signature`", "delivery.signing"],
+        )
+        .env(&[("S1", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")])
+        .absent(&["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+        Case::error(
+            "empty CloudEvents type",
+            with("  cloudevents:\n    type: \"\"\n"),
+            &["`delivery.cloudevents.type`", "non-empty"],
+        ),
         Case {
             name: "missing config file",
             yaml: None,

@@ -52,3 +52,9 @@ pub(crate) fn admin_listen() -> String {
 pub(crate) fn log_level() -> String {
     "info".into()
 }
+pub(crate) fn cloudevents_source() -> String {
+    "/kafka/{topic}".into()
+}
+pub(crate) fn cloudevents_type() -> String {
+    "dev.knative.kafka.event".into()
+}

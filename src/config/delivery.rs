@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::defaults;
 use super::duration::serde_text;
+use super::format::{self, CloudEventsConfig, Format, SigningConfig};
 use super::kafka::valid_topic;
 use super::settings::{DeliverySettings, Endpoint, FailureAction};
 use super::{invalid, ConfigError};
@@ -52,6 +53,15 @@ pub struct DeliveryConfig {
     /// Topic for `on_failure: dead_letter`.
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// What the endpoint receives: `raw`, `cloudevents-binary` or `cloudevents-structured`.
+    #[serde(default)]
+    pub format: Format,
+    /// Attributes of the CloudEvents made from plain records (both CloudEvents formats).
+    #[serde(default)]
+    pub cloudevents: CloudEventsConfig,
+    /// Standard Webhooks signatures on every request (any format); off without secrets.
+    #[serde(default)]
+    pub signing: SigningConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -225,6 +235,8 @@ impl DeliveryConfig {
             ));
         }
         self.retry.validate()?;
+        let format =
+            format::validate(self.format, &self.cloudevents, &self.signing, &self.headers)?;
         Ok(DeliverySettings {
             endpoint: Endpoint {
                 method,
@@ -241,6 +253,7 @@ impl DeliveryConfig {
             },
             retry: self.retry.clone(),
             on_failure: self.failure_action(consumed)?,
+            format,
         })
     }
 

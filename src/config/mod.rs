@@ -2,7 +2,8 @@
 //! with `${VAR}` substitution, and validation into runtime [`Settings`] before anything
 //! touches the network.
 //!
-//! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation.
+//! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation;
+//!   [`format`]: the `delivery` keys that shape the request (format, CloudEvents, signing).
 //! - [`settings`]: the validated runtime value; [`defaults`]: every default in one place.
 //! - [`duration`] (`250ms`, `10s`) and [`interpolate`] (`${VAR}`, `${VAR:-default}`).
 
@@ -15,16 +16,21 @@ use serde::{Deserialize, Serialize};
 mod defaults;
 pub mod delivery;
 pub mod duration;
+pub mod format;
 pub mod interpolate;
 pub mod kafka;
 pub mod service;
 pub mod settings;
 
 pub use delivery::{DeliveryConfig, FailurePolicy, Ordering, RetryConfig, StatusRange};
+pub use format::{CloudEventsConfig, Format, Secret, SigningConfig};
 pub use interpolate::{interpolate, InterpolationError};
 pub use kafka::{AssignmentStrategy, GroupProtocol, KafkaConfig, OffsetReset};
 pub use service::{AdminConfig, LogConfig, LogFormat, ShutdownConfig};
-pub use settings::{DeliverySettings, Endpoint, FailureAction, Settings};
+pub use settings::{
+    CloudEventsSettings, DeliverySettings, Endpoint, FailureAction, FormatSettings, Settings,
+    SigningKey,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -95,6 +101,9 @@ impl Config {
                 retry: RetryConfig::default(),
                 on_failure: FailurePolicy::default(),
                 dead_letter_topic: None,
+                format: Format::default(),
+                cloudevents: CloudEventsConfig::default(),
+                signing: SigningConfig::default(),
             },
             shutdown: ShutdownConfig::default(),
             admin: AdminConfig::default(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
-use super::{KafkaConfig, LogConfig, Ordering, RetryConfig, ShutdownConfig};
+use super::{Format, KafkaConfig, LogConfig, Ordering, RetryConfig, ShutdownConfig};
 
 /// A validated configuration, ready to run.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct DeliverySettings {
     pub in_flight_cap: usize,
     pub retry: RetryConfig,
     pub on_failure: FailureAction,
+    /// What the request looks like: format, CloudEvents attributes, signing keys.
+    pub format: FormatSettings,
 }
 
 /// The endpoint and the parts of every request that do not depend on the record.
@@ -55,4 +57,42 @@ pub enum FailureAction {
     DeadLetter { topic: String },
     /// Log and count it, then acknowledge.
     Drop,
+}
+
+/// The request encoding: `delivery.format`, `delivery.cloudevents`, `delivery.signing`.
+#[derive(Debug, Clone)]
+pub struct FormatSettings {
+    pub format: Format,
+    pub cloudevents: CloudEventsSettings,
+    /// Standard Webhooks keys, decoded; empty = no signature.
+    pub signing: Vec<SigningKey>,
+}
+
+/// Attributes of CloudEvents made from records that are not CloudEvents already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudEventsSettings {
+    /// `source`, with `{topic}` still to be replaced per record.
+    pub source: String,
+    pub event_type: String,
+}
+
+/// One decoded Standard Webhooks secret. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The HMAC key.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
 }

@@ -37,6 +37,7 @@ pub fn random_jitter() -> f64 {
 impl<T: Transport> Deliverer<T> {
     /// Runs attempts until the record is acknowledged or the drain abandons it.
     pub async fn deliver(self: Arc<Self>, record: Record, drain: Drain) -> Disposition {
+        let prepared = self.template.prepare(&record);
         let mut attempts = 0u32;
         loop {
             if attempts > 0 && drain.stop.is_cancelled() {
@@ -44,7 +45,8 @@ impl<T: Transport> Deliverer<T> {
             }
             attempts += 1;
             let started = Instant::now();
-            let request = self.template.build(&record);
+            // Built per attempt: a signature carries the time of its attempt.
+            let request = self.template.request(&prepared, SystemTime::now());
             let outcome = tokio::select! {
                 outcome = self.transport.send(request, self.timeout) => outcome,
                 _ = drain.abandon.cancelled() => return Disposition::Abandoned,
@@ -262,7 +264,7 @@ mod tests {
         retry.max_attempts = max_attempts;
         Arc::new(Deliverer {
             transport,
-            template: RequestTemplate::new(&settings.delivery.endpoint),
+            template: RequestTemplate::new(&settings.delivery),
             timeout: Duration::from_secs(1),
             retry,
             on_failure,

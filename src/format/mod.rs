@@ -1,9 +1,19 @@
 //! What the endpoint receives: the request encoding of a record. Pure, no I/O.
 //!
-//! - [`raw`]: the value byte for byte, metadata and Kafka headers as HTTP headers.
-//!
-//! CloudEvents (binary and structured) and Standard Webhooks signing land here next.
+//! - [`request`]: the [`RequestTemplate`]: headers and body once per record, the signature
+//!   per attempt.
+//! - [`raw`]: `format: raw`, the value byte for byte, metadata and Kafka headers as HTTP
+//!   headers (the CloudEvents formats send these headers too).
+//! - [`cloudevent`]: a record as a CloudEvent (the one it already is in the Kafka binding,
+//!   or a new one wrapping it); [`cloudevents_http`]: that event in HTTP binary or
+//!   structured mode.
+//! - [`signing`]: Standard Webhooks signatures.
 
+pub mod cloudevent;
+pub mod cloudevents_http;
 pub mod raw;
+pub mod request;
+pub mod signing;
 
-pub use raw::{RequestTemplate, IDEMPOTENCY_KEY};
+pub use raw::IDEMPOTENCY_KEY;
+pub use request::{Prepared, RequestTemplate};

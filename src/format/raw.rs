@@ -1,5 +1,6 @@
-//! `format: raw` (today's only format): the HTTP request for a record is its value, byte for
-//! byte, as the body, plus the headers below. Pure, no I/O. The header contract (also in the README):
+//! `format: raw` (the default): the HTTP request for a record is its value, byte for byte, as
+//! the body, plus the headers below, which the CloudEvents formats send too. Pure, no I/O. The
+//! header contract (also in the README):
 //!
 //! | header | value |
 //! |---|---|
@@ -18,102 +19,68 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::Full;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::HeaderMap;
 
-use crate::config::Endpoint;
 use crate::record::Record;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// Everything about the request that does not depend on the record, prepared once.
-#[derive(Debug, Clone)]
-pub struct RequestTemplate {
-    method: Method,
-    uri: Uri,
-    static_headers: HeaderMap,
-    content_type: HeaderValue,
-    user_agent: HeaderValue,
-}
-
-impl RequestTemplate {
-    /// Prepares the template from the validated endpoint settings.
-    pub fn new(endpoint: &Endpoint) -> Self {
-        Self {
-            method: endpoint.method.clone(),
-            uri: endpoint.uri.clone(),
-            static_headers: endpoint.headers.clone(),
-            content_type: endpoint.content_type.clone(),
-            user_agent: HeaderValue::from_static(concat!(
-                "kafka-webhook-sidecar/",
-                env!("CARGO_PKG_VERSION")
-            )),
+/// Adds the metadata headers of the table above (all but the configured ones) to `headers`.
+/// `content_type` is used when the record has no valid `content-type` header; Kafka headers
+/// for which `skip` is true are not mapped (a CloudEvent's `ce_*` attributes, which the
+/// CloudEvents formats carry their own way).
+pub fn metadata_headers(
+    record: &Record,
+    content_type: &HeaderValue,
+    skip: fn(&str) -> bool,
+    headers: &mut HeaderMap,
+) {
+    let content_type = record
+        .header_str("content-type")
+        .and_then(|value| HeaderValue::from_str(value).ok())
+        .unwrap_or_else(|| content_type.clone());
+    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(IDEMPOTENCY_KEY, number_or_text(&record.idempotency_id()));
+    headers.insert("kafka-topic", number_or_text(&record.topic));
+    headers.insert("kafka-partition", HeaderValue::from(record.partition));
+    headers.insert("kafka-offset", HeaderValue::from(record.offset));
+    if let Some(timestamp) = record.timestamp_ms {
+        headers.insert("kafka-timestamp", HeaderValue::from(timestamp));
+    }
+    match &record.key {
+        Some(key) if is_printable(key) => {
+            headers.insert("kafka-key", bytes_value(key));
+        }
+        Some(key) => {
+            headers.insert("kafka-key-b64", base64_value(key));
+        }
+        None => {}
+    }
+    if record.value.is_none() {
+        headers.insert("kafka-tombstone", HeaderValue::from_static("true"));
+    }
+    for (name, value) in record.headers.iter().filter(|(name, _)| !skip(name)) {
+        match (simple_header_name(name), value) {
+            (Some(http_name), Some(value)) if is_printable(value) => {
+                headers.append(http_name, bytes_value(value));
+            }
+            _ => {
+                let mut encoded = BASE64.encode(name.as_bytes());
+                if let Some(value) = value {
+                    encoded.push(':');
+                    encoded.push_str(&BASE64.encode(value));
+                }
+                headers.append("kafka-header-b64", number_or_text(&encoded));
+            }
         }
     }
-
-    /// The request for one record. The body is the record value byte for byte.
-    pub fn build(&self, record: &Record) -> Request<Full<Bytes>> {
-        let body = record.value.clone().unwrap_or_default();
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        self.record_headers(record, headers);
-        for (name, value) in &self.static_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        request
-    }
-
-    fn record_headers(&self, record: &Record, headers: &mut HeaderMap) {
-        headers.insert(USER_AGENT, self.user_agent.clone());
-        let content_type = record
-            .header_str("content-type")
+    for trace_header in ["traceparent", "tracestate"] {
+        if let Some(value) = record
+            .header_str(trace_header)
             .and_then(|value| HeaderValue::from_str(value).ok())
-            .unwrap_or_else(|| self.content_type.clone());
-        headers.insert(CONTENT_TYPE, content_type);
-        headers.insert(IDEMPOTENCY_KEY, number_or_text(&record.idempotency_id()));
-        headers.insert("kafka-topic", number_or_text(&record.topic));
-        headers.insert("kafka-partition", HeaderValue::from(record.partition));
-        headers.insert("kafka-offset", HeaderValue::from(record.offset));
-        if let Some(timestamp) = record.timestamp_ms {
-            headers.insert("kafka-timestamp", HeaderValue::from(timestamp));
-        }
-        match &record.key {
-            Some(key) if is_printable(key) => {
-                headers.insert("kafka-key", bytes_value(key));
-            }
-            Some(key) => {
-                headers.insert("kafka-key-b64", base64_value(key));
-            }
-            None => {}
-        }
-        if record.value.is_none() {
-            headers.insert("kafka-tombstone", HeaderValue::from_static("true"));
-        }
-        for (name, value) in &record.headers {
-            match (simple_header_name(name), value) {
-                (Some(http_name), Some(value)) if is_printable(value) => {
-                    headers.append(http_name, bytes_value(value));
-                }
-                _ => {
-                    let mut encoded = BASE64.encode(name.as_bytes());
-                    if let Some(value) = value {
-                        encoded.push(':');
-                        encoded.push_str(&BASE64.encode(value));
-                    }
-                    headers.append("kafka-header-b64", number_or_text(&encoded));
-                }
-            }
-        }
-        for trace_header in ["traceparent", "tracestate"] {
-            if let Some(value) = record
-                .header_str(trace_header)
-                .and_then(|value| HeaderValue::from_str(value).ok())
-            {
-                headers.insert(trace_header, value);
-            }
+        {
+            headers.insert(trace_header, value);
         }
     }
 }
@@ -142,13 +109,16 @@ fn base64_value(bytes: &[u8]) -> HeaderValue {
 }
 
 /// Header values built from topic names, numbers and base64 are always valid.
-fn number_or_text(text: &str) -> HeaderValue {
+pub(super) fn number_or_text(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::RequestTemplate;
+    use http::{Method, Request};
+    use http_body_util::Full;
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Instant;
@@ -159,7 +129,7 @@ mod tests {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect::<BTreeMap<_, _>>();
-        RequestTemplate::new(&config.settings().unwrap().delivery.endpoint)
+        RequestTemplate::new(&config.settings().unwrap().delivery)
     }
 
     fn record() -> Record {

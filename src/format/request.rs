@@ -1,0 +1,248 @@
+//! The request for a record, in two steps: [`RequestTemplate::prepare`] once per record
+//! (headers and body in the configured format), then [`RequestTemplate::request`] per attempt
+//! (adds the Standard Webhooks signature for the time of that attempt). Pure, no I/O.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, USER_AGENT};
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::Full;
+
+use super::cloudevent::{is_attribute_header, CloudEvent};
+use super::cloudevents_http;
+use super::raw::{metadata_headers, number_or_text};
+use super::signing::{Signer, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use crate::config::{CloudEventsSettings, DeliverySettings, Format};
+use crate::record::Record;
+
+/// Everything about the request that does not depend on the record, prepared once.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    method: Method,
+    uri: Uri,
+    static_headers: HeaderMap,
+    content_type: HeaderValue,
+    user_agent: HeaderValue,
+    format: Format,
+    cloudevents: CloudEventsSettings,
+    signer: Option<Signer>,
+}
+
+/// A record's headers and body, the same on every attempt.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// `{topic}-{partition}-{offset}`: the `webhook-id`.
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl RequestTemplate {
+    /// Prepares the template from the validated delivery settings.
+    pub fn new(delivery: &DeliverySettings) -> Self {
+        let endpoint = &delivery.endpoint;
+        Self {
+            method: endpoint.method.clone(),
+            uri: endpoint.uri.clone(),
+            static_headers: endpoint.headers.clone(),
+            content_type: endpoint.content_type.clone(),
+            user_agent: HeaderValue::from_static(concat!(
+                "kafka-webhook-sidecar/",
+                env!("CARGO_PKG_VERSION")
+            )),
+            format: delivery.format.format,
+            cloudevents: delivery.format.cloudevents.clone(),
+            signer: Signer::new(&delivery.format.signing),
+        }
+    }
+
+    /// The headers and body of `record`'s request in the configured format.
+    pub fn prepare(&self, record: &Record) -> Prepared {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, self.user_agent.clone());
+        let body = match self.format {
+            Format::Raw => {
+                metadata_headers(record, &self.content_type, |_| false, &mut headers);
+                record.value.clone().unwrap_or_default()
+            }
+            Format::CloudeventsBinary | Format::CloudeventsStructured => {
+                // Configured content types are validated header values, hence text.
+                let default_type = self
+                    .content_type
+                    .to_str()
+                    .unwrap_or("application/octet-stream");
+                let event = CloudEvent::from_record(record, &self.cloudevents, default_type);
+                let skip: fn(&str) -> bool = if event.from_headers {
+                    is_attribute_header
+                } else {
+                    |_: &str| false
+                };
+                metadata_headers(record, &self.content_type, skip, &mut headers);
+                if self.format == Format::CloudeventsBinary {
+                    cloudevents_http::binary(&event, &mut headers)
+                } else {
+                    cloudevents_http::structured(&event, &mut headers)
+                }
+            }
+        };
+        for (name, value) in &self.static_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        Prepared {
+            id: record.idempotency_id(),
+            headers,
+            body,
+        }
+    }
+
+    /// The request of one attempt made at `now`: the prepared headers and body, signed for
+    /// `now` when signing is on (so a retry hours later still verifies within a receiver's
+    /// timestamp tolerance).
+    pub fn request(&self, prepared: &Prepared, now: SystemTime) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(prepared.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        let mut headers = prepared.headers.clone();
+        if let Some(signer) = &self.signer {
+            let timestamp = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            headers.insert(WEBHOOK_ID, number_or_text(&prepared.id));
+            headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+            headers.insert(
+                WEBHOOK_SIGNATURE,
+                signer.signature(&prepared.id, timestamp, &prepared.body),
+            );
+        }
+        *request.headers_mut() = headers;
+        request
+    }
+
+    /// The request for `record` attempted now.
+    pub fn build(&self, record: &Record) -> Request<Full<Bytes>> {
+        self.request(&self.prepare(record), SystemTime::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Secret};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn template(format: Format, secrets: &[&str]) -> RequestTemplate {
+        let mut config = Config::new("b", "g", &["t"], "http://127.0.0.1:1/x");
+        config.delivery.format = format;
+        config.delivery.signing.secrets = secrets.iter().map(|s| Secret(s.to_string())).collect();
+        RequestTemplate::new(&config.settings().unwrap().delivery)
+    }
+
+    fn record() -> Record {
+        Record {
+            topic: Arc::from("orders"),
+            partition: 1,
+            offset: 9,
+            timestamp_ms: Some(1_700_000_000_000),
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"{\"n\":1}")),
+            headers: vec![
+                (
+                    "content-type".into(),
+                    Some(Bytes::from_static(b"application/json")),
+                ),
+                ("ce_ignored".into(), Some(Bytes::from_static(b"x"))),
+            ],
+            received_at: Instant::now(),
+        }
+    }
+
+    fn header<'a>(request: &'a Request<Full<Bytes>>, name: &str) -> Option<&'a str> {
+        request.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body sent (a `Full` body is ready at once; a small runtime collects it).
+    fn body(request: Request<Full<Bytes>>) -> Bytes {
+        use http_body_util::BodyExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        match runtime.block_on(request.into_body().collect()) {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        }
+    }
+
+    #[test]
+    fn unsigned_by_default() {
+        let request = template(Format::Raw, &[]).build(&record());
+        assert!(request
+            .headers()
+            .keys()
+            .all(|name| !name.as_str().starts_with("webhook-")));
+        // Raw maps every Kafka header, ce_* included.
+        assert_eq!(header(&request, "kafka-header-ce_ignored"), Some("x"));
+    }
+
+    #[test]
+    fn signature_is_made_per_attempt_over_the_bytes_sent() {
+        let template = template(Format::CloudeventsStructured, &[SECRET, SECRET]);
+        let prepared = template.prepare(&record());
+        let first = template.request(&prepared, UNIX_EPOCH + Duration::from_secs(1_000));
+        let later = template.request(&prepared, UNIX_EPOCH + Duration::from_secs(5_000));
+        assert_eq!(header(&first, "webhook-id"), Some("orders-1-9"));
+        assert_eq!(header(&later, "webhook-id"), Some("orders-1-9"));
+        assert_eq!(header(&first, "webhook-timestamp"), Some("1000"));
+        assert_eq!(header(&later, "webhook-timestamp"), Some("5000"));
+        let signature = header(&first, "webhook-signature").unwrap().to_string();
+        assert_ne!(
+            Some(signature.as_str()),
+            header(&later, "webhook-signature")
+        );
+        let sent = body(first);
+        let keys = [crate::config::SigningKey::new(
+            base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+            .unwrap(),
+        )];
+        let expected = Signer::new(&keys)
+            .unwrap()
+            .signature("orders-1-9", 1_000, &sent);
+        let expected = expected.to_str().unwrap();
+        assert_eq!(signature, format!("{expected} {expected}"));
+    }
+
+    #[test]
+    fn cloudevents_formats_keep_the_metadata_headers() {
+        let binary = template(Format::CloudeventsBinary, &[]).build(&record());
+        assert_eq!(header(&binary, "ce-id"), Some("orders-1-9"));
+        assert_eq!(header(&binary, "idempotency-key"), Some("orders-1-9"));
+        assert_eq!(header(&binary, "kafka-offset"), Some("9"));
+        assert_eq!(header(&binary, "content-type"), Some("application/json"));
+        // A plain record's ce_* header is no attribute: mapped as usual.
+        assert_eq!(header(&binary, "kafka-header-ce_ignored"), Some("x"));
+        assert_eq!(
+            header(&binary, "kafka-header-content-type"),
+            Some("application/json")
+        );
+        assert_eq!(body(binary), Bytes::from_static(b"{\"n\":1}"));
+
+        let structured = template(Format::CloudeventsStructured, &[]).build(&record());
+        assert_eq!(
+            header(&structured, "content-type"),
+            Some("application/cloudevents+json; charset=utf-8")
+        );
+        assert_eq!(header(&structured, "kafka-partition"), Some("1"));
+        assert!(structured
+            .headers()
+            .keys()
+            .all(|name| !name.as_str().starts_with("ce-")));
+        let json: serde_json::Value = serde_json::from_slice(&body(structured)).unwrap();
+        assert_eq!(json["data"], serde_json::json!({"n": 1}));
+    }
+}
