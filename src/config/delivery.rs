@@ -13,7 +13,7 @@ use super::defaults;
 use super::duration::serde_text;
 use super::kafka::valid_topic;
 use super::settings::{DeliverySettings, Endpoint, FailureAction};
-use super::{invalid, ConfigError};
+use super::{invalid, AuthConfig, ConfigError, TlsConfig};
 
 /// HTTP delivery.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -52,6 +52,12 @@ pub struct DeliveryConfig {
     /// Topic for `on_failure: dead_letter`.
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// TLS toward an `https://` endpoint: private CA, client certificate (mTLS), server name.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Credentials that rotate: a bearer token read from a file.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -225,6 +231,8 @@ impl DeliveryConfig {
             ));
         }
         self.retry.validate()?;
+        let tls = self.tls.validate(uri.scheme_str() == Some("https"))?;
+        let auth = self.auth.validate(&headers)?;
         Ok(DeliverySettings {
             endpoint: Endpoint {
                 method,
@@ -233,6 +241,8 @@ impl DeliveryConfig {
                 content_type,
                 timeout: self.timeout,
                 http2_prior_knowledge: self.http2_prior_knowledge,
+                tls,
+                auth,
             },
             ordering: self.ordering,
             in_flight_cap: match self.ordering {

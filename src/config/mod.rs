@@ -2,7 +2,9 @@
 //! with `${VAR}` substitution, and validation into runtime [`Settings`] before anything
 //! touches the network.
 //!
-//! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation.
+//! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation;
+//!   [`tls`] and [`auth`]: `delivery.tls` and `delivery.auth` (their files are read by
+//!   `delivery::tls` and `delivery::auth`, keeping this module free of I/O).
 //! - [`settings`]: the validated runtime value; [`defaults`]: every default in one place.
 //! - [`duration`] (`250ms`, `10s`) and [`interpolate`] (`${VAR}`, `${VAR:-default}`).
 
@@ -12,6 +14,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod auth;
 mod defaults;
 pub mod delivery;
 pub mod duration;
@@ -19,12 +22,15 @@ pub mod interpolate;
 pub mod kafka;
 pub mod service;
 pub mod settings;
+pub mod tls;
 
+pub use auth::{AuthConfig, AuthSettings};
 pub use delivery::{DeliveryConfig, FailurePolicy, Ordering, RetryConfig, StatusRange};
 pub use interpolate::{interpolate, InterpolationError};
 pub use kafka::{AssignmentStrategy, GroupProtocol, KafkaConfig, OffsetReset};
 pub use service::{AdminConfig, LogConfig, LogFormat, ShutdownConfig};
 pub use settings::{DeliverySettings, Endpoint, FailureAction, Settings};
+pub use tls::{TlsConfig, TlsSettings};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -95,6 +101,8 @@ impl Config {
                 retry: RetryConfig::default(),
                 on_failure: FailurePolicy::default(),
                 dead_letter_topic: None,
+                tls: TlsConfig::default(),
+                auth: AuthConfig::default(),
             },
             shutdown: ShutdownConfig::default(),
             admin: AdminConfig::default(),

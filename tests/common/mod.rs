@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod endpoint;
+pub mod pki;
 
 use std::collections::HashMap;
 use std::fmt::Display;
