@@ -32,6 +32,7 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
         "kafka-0.kafka:9092,kafka-1.kafka:9092",
     ),
     ("KAFKA_SASL_PASSWORD", "not-a-real-password"),
+    ("OAUTH_CLIENT_SECRET", "not-a-real-client-secret"),
 ];
 
 fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -769,6 +770,24 @@ fn cases() -> Vec<Case> {
             &["`delivery.auth.bearer_token_file`", "delivery.headers.Authorization"],
         )
         .absent(&["s3cr3t"]),
+        Case::error(
+            "oauth2 token_url over plain http",
+            with("  auth:\n    oauth2:\n      token_url: http://auth.example.com/token\n      client_id: orders\n      client_secret: ${OAUTH_CLIENT_SECRET}\n"),
+            &["`delivery.auth.oauth2.token_url`", "must be https://", "loopback"],
+        )
+        .env(&[("OAUTH_CLIENT_SECRET", "cl1ent-s3cret")])
+        .absent(&["cl1ent-s3cret"]),
+        Case::error(
+            "oauth2 without client_secret",
+            with("  auth:\n    oauth2:\n      token_url: https://auth.example.com/token\n      client_id: orders\n"),
+            &["delivery.auth", "missing field `client_secret`"],
+        ),
+        Case::error(
+            "oauth2 and a bearer token file",
+            with("  auth:\n    bearer_token_file: /nonexistent/kws/token\n    oauth2:\n      token_url: https://auth.example.com/token\n      client_id: orders\n      client_secret: cl1ent-s3cret\n"),
+            &["`delivery.auth.oauth2`", "conflicts with delivery.auth.bearer_token_file"],
+        )
+        .absent(&["cl1ent-s3cret"]),
         Case {
             name: "missing config file",
             yaml: None,

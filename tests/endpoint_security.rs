@@ -383,3 +383,126 @@ async fn bearer_token_file_is_reread_when_it_changes() {
         assert!(!logs.contains(secret), "a token is in the logs");
     }
 }
+
+#[tokio::test]
+async fn oauth2_token_is_reused_refreshed_before_expiry_and_after_a_401() {
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicU64;
+
+    use common::endpoint::Reply;
+
+    const SECRET: &str = "client-secret-7d3f9b";
+    // The token endpoint: checks the client's credentials, issues oauth-tok-1, -2, … that
+    // live `lifetime` seconds.
+    let issuer = Endpoint::start().await;
+    let issued = Arc::new(AtomicU64::new(0));
+    let lifetime = Arc::new(AtomicU64::new(3600));
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("orders-webhook:{SECRET}")
+        )
+    );
+    {
+        let (issued, lifetime, basic) = (issued.clone(), lifetime.clone(), basic.clone());
+        issuer.set_handler(move |request, _| {
+            let body = request.body_str();
+            if request.header("authorization") != Some(basic.as_str())
+                || !body.contains("grant_type=client_credentials")
+                || !body.contains("scope=events.write")
+            {
+                return Reply::status(401).with_body(r#"{"error":"invalid_client"}"#);
+            }
+            let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+            Reply::ok()
+                .with_header("content-type", "application/json")
+                .with_body(format!(
+                    r#"{{"access_token":"oauth-tok-{n}","token_type":"Bearer","expires_in":{}}}"#,
+                    lifetime.load(Ordering::SeqCst)
+                ))
+        });
+    }
+    // The webhook: 401 for a missing or revoked token.
+    let endpoint = Endpoint::start().await;
+    let revoked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    {
+        let revoked = revoked.clone();
+        endpoint.set_handler(move |request, _| match request.header("authorization") {
+            Some(value)
+                if value.starts_with("Bearer oauth-tok-")
+                    && !revoked.lock().unwrap().contains(value) =>
+            {
+                Reply::ok()
+            }
+            _ => Reply::status(401),
+        });
+    }
+    let unauthorized = || {
+        endpoint
+            .requests()
+            .iter()
+            .filter(|r| r.answered_status == Some(401))
+            .count()
+    };
+
+    let topic = unique("oauth2");
+    let group = unique("oauth2-group");
+    create_topic(&topic, 1).await;
+    let producer = producer();
+    produce_keyed_from(&producer, &topic, 1, 5, 0).await;
+    let mut config = debug_config(&group, &topic, &endpoint.url());
+    config.delivery.auth.oauth2 = Some(kafka_webhook_sidecar::config::OAuth2Config {
+        token_url: issuer.url_with_path("/oauth2/token"),
+        client_id: "orders-webhook".into(),
+        client_secret: kafka_webhook_sidecar::config::Secret(SECRET.into()),
+        scopes: vec!["events.write".into()],
+    });
+    let sidecar = Sidecar::start_ready(&config).await;
+
+    // One token serves every request.
+    wait_committed(&group, &topic, 5).await;
+    assert_eq!(issued.load(Ordering::SeqCst), 1, "token fetched once");
+    assert_eq!(unauthorized(), 0);
+
+    // Revoked: the first 401 fetches one new token (short-lived this time) and repeats.
+    lifetime.store(5, Ordering::SeqCst);
+    revoked.lock().unwrap().insert("Bearer oauth-tok-1".into());
+    produce_keyed_from(&producer, &topic, 1, 5, 5).await;
+    wait_committed(&group, &topic, 10).await;
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "one refresh after the 401"
+    );
+    assert_eq!(unauthorized(), 1, "one 401, no retry storm");
+
+    // Expiry: oauth-tok-2 lives 5 s and is replaced before it runs out, without any 401.
+    let mut produced = 10;
+    wait_until(LONG, "a token refreshed before expiry", || {
+        if issued.load(Ordering::SeqCst) >= 3 {
+            return true;
+        }
+        if endpoint.successful_count() >= produced {
+            futures_produce(&producer, &topic, produced);
+            produced += 1;
+        }
+        false
+    })
+    .await;
+    produce_keyed_from(&producer, &topic, 1, 5, produced as u64).await;
+    produced += 5;
+    wait_committed(&group, &topic, produced as i64).await;
+    assert_eq!(unauthorized(), 1, "the expiring token was replaced in time");
+    assert_eq!(endpoint.distinct_successful_ids().len(), produced);
+    assert!(endpoint
+        .requests()
+        .iter()
+        .any(|r| r.header("authorization") == Some("Bearer oauth-tok-3")));
+
+    let logs = stop(sidecar).await;
+    assert!(logs.contains("Fetched an OAuth2 access token"), "{logs}");
+    for secret in [SECRET, "oauth-tok-", &basic[6..]] {
+        assert!(!logs.contains(secret), "a secret is in the logs: {secret}");
+    }
+}

@@ -24,7 +24,7 @@ pub mod service;
 pub mod settings;
 pub mod tls;
 
-pub use auth::{AuthConfig, AuthSettings};
+pub use auth::{AuthConfig, AuthSettings, OAuth2Config, OAuth2Settings, Secret};
 pub use delivery::{DeliveryConfig, FailurePolicy, Ordering, RetryConfig, StatusRange};
 pub use interpolate::{interpolate, InterpolationError};
 pub use kafka::{AssignmentStrategy, GroupProtocol, KafkaConfig, OffsetReset};

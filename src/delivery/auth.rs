@@ -1,6 +1,7 @@
 //! Credentials added to every request by the HTTP client (`delivery.auth`): a bearer token
-//! read from a file and re-read when the file changes. The token is held as a sensitive
-//! header value (Debug prints `Sensitive`, HPACK never indexes it) and never logged.
+//! read from a file and re-read when the file changes, or OAuth2 client credentials
+//! ([`super::oauth2`]). Tokens are held as sensitive header values (Debug prints `Sensitive`,
+//! HPACK never indexes them) and never logged.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -9,6 +10,7 @@ use http::header::{HeaderValue, AUTHORIZATION};
 use http::HeaderMap;
 use tracing::{info, warn};
 
+use super::oauth2::OAuth2;
 use super::tls::{invalid, read};
 use super::watched::{Change, WatchedFiles, CHECK_INTERVAL};
 use crate::config::{AuthSettings, ConfigError};
@@ -20,6 +22,8 @@ const KEY: &str = "delivery.auth.bearer_token_file";
 pub enum Auth {
     None,
     BearerFile(Arc<BearerFile>),
+    /// Applied by the HTTP client itself: fetching a token is a request of its own.
+    OAuth2(Arc<OAuth2>),
 }
 
 impl Auth {
@@ -30,13 +34,14 @@ impl Auth {
             AuthSettings::BearerTokenFile(path) => {
                 Ok(Self::BearerFile(Arc::new(BearerFile::new(path.clone())?)))
             }
+            AuthSettings::OAuth2(settings) => Ok(Self::OAuth2(Arc::new(OAuth2::new(settings)))),
         }
     }
 
-    /// Adds the current credentials to `headers`.
+    /// Adds the current credentials to `headers` (OAuth2: see [`OAuth2::token`]).
     pub fn apply(&self, headers: &mut HeaderMap) {
         match self {
-            Self::None => {}
+            Self::None | Self::OAuth2(_) => {}
             Self::BearerFile(file) => {
                 headers.insert(AUTHORIZATION, file.current());
             }

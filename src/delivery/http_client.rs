@@ -1,6 +1,7 @@
 //! The one pooled HTTP client and a single delivery attempt: request plus response body under
 //! one timeout, the body drained so the keep-alive connection is reused, redirects not followed.
-//! The client adds `delivery.auth` credentials to each request, and is rebuilt (new TLS
+//! The client adds `delivery.auth` credentials to each request (with OAuth2, a 401 fetches a
+//! new token and repeats the request once), and is rebuilt (new TLS
 //! configuration, new connection pool) when a `delivery.tls` file changes on disk: requests in
 //! flight finish on the old connections, later ones connect with the new files.
 
@@ -8,16 +9,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::RETRY_AFTER;
+use http::header::{AUTHORIZATION, RETRY_AFTER};
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::{info, warn};
 
 use super::auth::Auth;
+use super::connector::{describe_error, pool, Pool};
 use super::retry::AttemptOutcome;
 use super::watched::{Change, WatchedFiles, CHECK_INTERVAL};
 use super::{tls, Transport};
@@ -25,8 +23,6 @@ use crate::config::{ConfigError, Endpoint};
 
 /// Response bodies larger than this are not read to the end (the connection is dropped).
 const MAX_DRAINED_BODY: usize = 1 << 20;
-
-type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A pooled keep-alive client for the endpoint (HTTP/1.1, HTTP/2 by ALPN or prior knowledge).
 #[derive(Clone)]
@@ -100,61 +96,31 @@ impl HttpClient {
     }
 }
 
-/// A client (and connection pool) with the TLS configuration read from the files now.
-fn pool(config: &Endpoint) -> Result<Pool, ConfigError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(config.timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls::client_config(&config.tls)?)
-        .https_or_http();
-    if let Some(name) = &config.tls.server_name {
-        builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone()));
-    }
-    let tls = builder.enable_http1().enable_http2().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .http2_only(config.http2_prior_knowledge)
-        .build(tls))
-}
-
 impl Transport for HttpClient {
-    /// Sends one attempt and reads the answer, all within `timeout`.
+    /// Sends one attempt and reads the answer, all within `timeout` (an OAuth2 token fetch
+    /// and the one repeat after a 401 included).
     async fn send(&self, mut request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
-        self.shared.auth.apply(request.headers_mut());
         let pool = self.pool();
-        let exchange = async {
-            let response = pool.request(request).await.map_err(describe_error)?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string);
-            let mut body = response.into_body();
-            let mut read = 0usize;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => {
-                        read += frame.data_ref().map_or(0, Bytes::len);
-                        if read > MAX_DRAINED_BODY {
-                            break;
-                        }
-                    }
-                    // The status is what counts; a broken body only costs the connection.
-                    Err(_) => break,
-                }
+        let attempt = async {
+            let Auth::OAuth2(oauth2) = &self.shared.auth else {
+                self.shared.auth.apply(request.headers_mut());
+                return exchange(&pool, request).await;
+            };
+            let token = oauth2.token(&pool, None).await?;
+            let repeat = copy(&request);
+            request.headers_mut().insert(AUTHORIZATION, token.value);
+            let outcome = exchange(&pool, request).await?;
+            if outcome.status() != Some(401) {
+                return Ok(outcome);
             }
-            Ok::<_, String>(AttemptOutcome::Status {
-                status,
-                retry_after,
-            })
+            // The token was revoked or expired early: one new token, one more try; a second
+            // 401 goes to the retry policy like any other answer.
+            let fresh = oauth2.token(&pool, Some(token.generation)).await?;
+            let mut repeat = repeat;
+            repeat.headers_mut().insert(AUTHORIZATION, fresh.value);
+            exchange(&pool, repeat).await
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Err(_) => AttemptOutcome::Timeout,
             Ok(Err(reason)) => AttemptOutcome::Connection(reason),
             Ok(Ok(outcome)) => outcome,
@@ -162,16 +128,41 @@ impl Transport for HttpClient {
     }
 }
 
-/// The error and its causes in one line. hyper's errors describe the transport (refused,
-/// reset, TLS), never the request's headers, so no secret can leak through them.
-fn describe_error(error: hyper_util::client::legacy::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// One request and its answer; the body is drained so the connection is reused.
+async fn exchange(pool: &Pool, request: Request<Full<Bytes>>) -> Result<AttemptOutcome, String> {
+    let response = pool.request(request).await.map_err(describe_error)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let mut body = response.into_body();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > MAX_DRAINED_BODY {
+                    break;
+                }
+            }
+            // The status is what counts; a broken body only costs the connection.
+            Err(_) => break,
+        }
     }
-    text.truncate(300);
-    text
+    Ok(AttemptOutcome::Status {
+        status,
+        retry_after,
+    })
+}
+
+/// A copy of a request (the body is reference-counted bytes), for the repeat after a 401.
+fn copy(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
