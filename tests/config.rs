@@ -738,7 +738,7 @@ fn cases() -> Vec<Case> {
         Case::error(
             "tls on a plain http endpoint",
             with("  tls:\n    ca_file: /etc/kws/ca.crt\n"),
-            &["`delivery.tls`", "https:// endpoints only"],
+            &["`delivery.tls`", "applies to https:// only"],
         ),
         Case::error(
             "client certificate without key",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::endpoint::Endpoint;
-use common::pki::{temp_file, Ca, Leaf, SwappedDir};
+use common::pki::{self_signed, temp_file, Ca, Leaf, SwappedDir};
 use common::*;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -178,9 +178,8 @@ async fn stop(mut sidecar: Sidecar) -> String {
 }
 
 #[tokio::test]
-async fn private_ca_endpoint_is_refused_without_ca_file_and_delivered_with_it() {
-    let ca = Ca::new("private test CA");
-    let server = ca.server(&["127.0.0.1", "localhost"]);
+async fn self_signed_endpoint_is_refused_without_ca_file_and_delivered_with_it() {
+    let server = self_signed(&["127.0.0.1", "localhost"]);
     let endpoint = TlsEndpoint::start(&server, None).await;
     let topic = unique("tls-private-ca");
     let group = unique("tls-private-ca-group");
@@ -212,9 +211,9 @@ async fn private_ca_endpoint_is_refused_without_ca_file_and_delivered_with_it() 
         "the retry log says why: {logs}"
     );
 
-    // With the CA trusted, every record is delivered and committed.
+    // With the certificate itself as ca_file, every record is delivered and committed.
     let mut config = config;
-    config.delivery.tls.ca_file = Some(temp_file("ca.crt", &ca.pem));
+    config.delivery.tls.ca_file = Some(temp_file("server.crt", &server.cert_pem));
     let sidecar = Sidecar::start_ready(&config).await;
     wait_committed(&group, &topic, 3).await;
     let ids: std::collections::BTreeSet<String> =

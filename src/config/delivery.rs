@@ -231,7 +231,15 @@ impl DeliveryConfig {
             ));
         }
         self.retry.validate()?;
-        let tls = self.tls.validate(uri.scheme_str() == Some("https"))?;
+        // delivery.tls also applies to an https:// OAuth2 token endpoint.
+        let token_over_https = self
+            .auth
+            .oauth2
+            .as_ref()
+            .is_some_and(|oauth2| oauth2.token_url.trim_start().starts_with("https://"));
+        let tls = self
+            .tls
+            .validate(uri.scheme_str() == Some("https") || token_over_https)?;
         let auth = self.auth.validate(&headers)?;
         Ok(DeliverySettings {
             endpoint: Endpoint {

@@ -67,12 +67,12 @@ impl TlsConfig {
     }
 
     /// Checks the keys' shape and relations (the files are read by `delivery::tls`).
-    /// `https` tells whether the endpoint URL is `https://`.
+    /// `https` tells whether anything is reached over TLS (the endpoint or a token URL).
     pub(super) fn validate(&self, https: bool) -> Result<TlsSettings, ConfigError> {
         if self.is_set() && !https {
             return Err(invalid(
                 "delivery.tls",
-                "applies to https:// endpoints only; change delivery.url to https:// or remove delivery.tls",
+                "applies to https:// only (delivery.url or delivery.auth.oauth2.token_url); change delivery.url to https:// or remove delivery.tls",
             ));
         }
         let ca_file = path("delivery.tls.ca_file", &self.ca_file)?;

@@ -1,9 +1,9 @@
 //! The one pooled HTTP client and a single delivery attempt: request plus response body under
 //! one timeout, the body drained so the keep-alive connection is reused, redirects not followed.
 //! The client adds `delivery.auth` credentials to each request (with OAuth2, a 401 fetches a
-//! new token and repeats the request once), and is rebuilt (new TLS
-//! configuration, new connection pool) when a `delivery.tls` file changes on disk: requests in
-//! flight finish on the old connections, later ones connect with the new files.
+//! new token and repeats the request once), and is rebuilt (new TLS configuration, new
+//! connection pool) when a `delivery.tls` file changes on disk: requests in flight finish on
+//! the old connections, later ones connect with the new files.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -43,7 +43,7 @@ impl HttpClient {
     /// connections are kept without a count limit (concurrency is the in-flight cap times the
     /// assigned partitions, unknown up front) and closed after 30 s unused.
     pub fn new(endpoint: &Endpoint) -> Result<Self, ConfigError> {
-        let pool = pool(endpoint)?;
+        // Fingerprint first, read second: a change in between is seen at the next look.
         let files = endpoint.tls.files();
         let tls_files = (!files.is_empty()).then(|| {
             WatchedFiles::new(
@@ -51,6 +51,7 @@ impl HttpClient {
                 CHECK_INTERVAL,
             )
         });
+        let pool = pool(endpoint)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 pool: RwLock::new(pool),
@@ -72,20 +73,20 @@ impl HttpClient {
     /// loaded (a rotation half written, a key not matching) keeps the previous configuration
     /// and is reported once.
     fn pool(&self) -> Pool {
-        if let Some(Change::Changed(token)) = self.shared.tls_files.as_ref().map(WatchedFiles::poll)
-        {
-            let watched = self.shared.tls_files.as_ref().expect("polled above");
-            match pool(&self.shared.endpoint) {
-                Ok(pool) => {
-                    if let Ok(mut current) = self.shared.pool.write() {
-                        *current = pool;
+        if let Some(watched) = &self.shared.tls_files {
+            if let Change::Changed(token) = watched.poll() {
+                match pool(&self.shared.endpoint) {
+                    Ok(pool) => {
+                        if let Ok(mut current) = self.shared.pool.write() {
+                            *current = pool;
+                        }
+                        watched.loaded(token);
+                        info!("Reloaded the endpoint TLS files; new connections use them");
                     }
-                    watched.loaded(token);
-                    info!("Reloaded the endpoint TLS files; new connections use them");
-                }
-                Err(error) => {
-                    watched.failed(token);
-                    warn!(%error, "Keeping the previous endpoint TLS configuration");
+                    Err(error) => {
+                        watched.failed(token);
+                        warn!(%error, "Keeping the previous endpoint TLS configuration");
+                    }
                 }
             }
         }

@@ -33,6 +33,19 @@ impl Leaf {
     }
 }
 
+/// A self-signed server certificate (no CA of its own), as `openssl req -x509` users expect
+/// to trust directly. rcgen marks it as no CA (no basicConstraints CA:TRUE), which webpki
+/// requires of an end-entity certificate.
+pub fn self_signed(names: &[&str]) -> Leaf {
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let certified = rcgen::generate_simple_self_signed(names).expect("self-signed certificate");
+    Leaf {
+        cert_pem: certified.cert.pem(),
+        key_pem: certified.signing_key.serialize_pem(),
+        der: certified.cert.der().clone(),
+    }
+}
+
 impl Ca {
     pub fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
