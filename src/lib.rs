@@ -15,7 +15,8 @@
 //!   the admin server (`/metrics`, `/healthz`, `/readyz`), the log subscriber.
 //! - [`format`]: the HTTP request built from a record (the endpoint contract). Pure.
 //! - [`delivery`]: one record until it is disposed of: the attempt loop, the pure retry and
-//!   failure policy, the pooled HTTP client; the network behind two small traits.
+//!   failure policy, the pooled HTTP client with its TLS configuration and credentials (files
+//!   re-read when they change, OAuth2 tokens); the network behind two small traits.
 //! - [`partition`]: one partition's worker task, its offset watermark and its ordering
 //!   scheduler (both pure, property-tested); reads records from a `PartitionSource`.
 //! - [`kafka`]: the rdkafka edge: client configs, callbacks, the partition registry

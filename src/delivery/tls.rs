@@ -59,6 +59,15 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, ConfigError
                             cert_file.display()
                         ),
                     ),
+                    // Checking the key against the certificate parses the certificate: an
+                    // X.509 v1 certificate (`openssl x509 -req` without extensions) fails here.
+                    rustls::Error::InvalidCertificate(error) => invalid(
+                        "delivery.tls.cert_file",
+                        format!(
+                            "the first certificate in {} cannot be used ({error:?}); give an X.509 v3 client certificate in PEM, leaf first",
+                            cert_file.display()
+                        ),
+                    ),
                     // rustls describes the key's type or encoding, never its bytes.
                     other => invalid(
                         "delivery.tls.key_file",
