@@ -303,9 +303,46 @@ async fn mtls_needs_the_client_certificate_and_picks_up_a_rotated_one() {
         "a request after the rotation used the old certificate"
     );
 
+    assert_eq!(
+        sidecar.metric(r#"kws_endpoint_credential_reloads_total{result="ok",source="tls_files"}"#),
+        Some(1.0)
+    );
+
+    // A change that cannot be used (the new certificate with the old key, as in a rotation
+    // written file by file) is refused: the loaded certificate stays in use, nothing is lost.
+    files.swap(&[("tls.crt", &first.cert_pem), ("tls.key", &second.key_pem)]);
+    let failed = r#"kws_endpoint_credential_reloads_total{result="error",source="tls_files"}"#;
+    wait_until(LONG, "the mismatched files refused", || {
+        if sidecar.metric(failed) == Some(1.0) {
+            return true;
+        }
+        if endpoint.seen().len() >= produced {
+            futures_produce(&producer, &topic, produced);
+            produced += 1;
+        }
+        false
+    })
+    .await;
+    produce_keyed_from(&producer, &topic, 1, 5, produced as u64).await;
+    produced += 5;
+    wait_committed(&group, &topic, produced as i64).await;
+    let seen = endpoint.seen();
+    let ids: std::collections::BTreeSet<&str> = seen.iter().map(|seen| seen.id.as_str()).collect();
+    assert_eq!(ids.len(), produced, "every record delivered");
+    assert!(
+        seen[first_new..]
+            .iter()
+            .all(|seen| seen.client_cert.as_ref() == Some(&second.der)),
+        "the refused files were used"
+    );
+
     // The private keys never appear in the logs, even at debug level.
     let logs = stop(sidecar).await;
-    assert!(logs.contains("Reloaded the endpoint TLS files"), "{logs}");
+    assert!(logs.contains("Reloaded endpoint credentials"), "{logs}");
+    assert!(
+        logs.contains("cannot be used; keeping the previous ones"),
+        "{logs}"
+    );
     for key in [&first.key_pem, &second.key_pem] {
         let body_line = key.lines().nth(1).expect("a PEM body line");
         assert!(!logs.contains(body_line), "a private key is in the logs");
@@ -375,9 +412,15 @@ async fn bearer_token_file_is_reread_when_it_changes() {
         .iter()
         .all(|request| request.header("authorization") == Some(bearer(SECOND).as_str())));
 
+    assert_eq!(
+        sidecar.metric(
+            r#"kws_endpoint_credential_reloads_total{result="ok",source="bearer_token_file"}"#
+        ),
+        Some(1.0)
+    );
     let logs = stop(sidecar).await;
     assert!(logs.contains("DEBUG"), "the sidecar logged at debug level");
-    assert!(logs.contains("Reloaded the bearer token file"), "{logs}");
+    assert!(logs.contains("Reloaded endpoint credentials"), "{logs}");
     for secret in [FIRST, SECOND] {
         assert!(!logs.contains(secret), "a token is in the logs");
     }
@@ -499,6 +542,10 @@ async fn oauth2_token_is_reused_refreshed_before_expiry_and_after_a_401() {
         .iter()
         .any(|r| r.header("authorization") == Some("Bearer oauth-tok-3")));
 
+    assert_eq!(
+        sidecar.metric(r#"kws_oauth2_token_requests_total{result="ok"}"#),
+        Some(issued.load(Ordering::SeqCst) as f64)
+    );
     let logs = stop(sidecar).await;
     assert!(logs.contains("Fetched an OAuth2 access token"), "{logs}");
     for secret in [SECRET, "oauth-tok-", &basic[6..]] {

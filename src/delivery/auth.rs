@@ -8,12 +8,13 @@ use std::sync::{Arc, RwLock};
 
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::HeaderMap;
-use tracing::{info, warn};
 
 use super::oauth2::OAuth2;
 use super::tls::{invalid, read};
 use super::watched::{Change, WatchedFiles, CHECK_INTERVAL};
 use crate::config::{AuthSettings, ConfigError};
+use crate::ops::events::{self, CredentialSource};
+use crate::ops::Metrics;
 
 const KEY: &str = "delivery.auth.bearer_token_file";
 
@@ -28,13 +29,17 @@ pub enum Auth {
 
 impl Auth {
     /// Reads the credentials once (so a missing file stops the start, exit 64).
-    pub fn new(settings: &AuthSettings) -> Result<Self, ConfigError> {
+    pub fn new(settings: &AuthSettings, metrics: &Metrics) -> Result<Self, ConfigError> {
         match settings {
             AuthSettings::None => Ok(Self::None),
-            AuthSettings::BearerTokenFile(path) => {
-                Ok(Self::BearerFile(Arc::new(BearerFile::new(path.clone())?)))
-            }
-            AuthSettings::OAuth2(settings) => Ok(Self::OAuth2(Arc::new(OAuth2::new(settings)))),
+            AuthSettings::BearerTokenFile(path) => Ok(Self::BearerFile(Arc::new(BearerFile::new(
+                path.clone(),
+                metrics.clone(),
+            )?))),
+            AuthSettings::OAuth2(settings) => Ok(Self::OAuth2(Arc::new(OAuth2::new(
+                settings,
+                metrics.clone(),
+            )))),
         }
     }
 
@@ -54,16 +59,18 @@ pub struct BearerFile {
     path: PathBuf,
     watched: WatchedFiles,
     value: RwLock<HeaderValue>,
+    metrics: Metrics,
 }
 
 impl BearerFile {
-    fn new(path: PathBuf) -> Result<Self, ConfigError> {
+    fn new(path: PathBuf, metrics: Metrics) -> Result<Self, ConfigError> {
         let watched = WatchedFiles::new(vec![path.clone()], CHECK_INTERVAL);
         let value = header_value(&path)?;
         Ok(Self {
             path,
             watched,
             value: RwLock::new(value),
+            metrics,
         })
     }
 
@@ -77,11 +84,19 @@ impl BearerFile {
                         *current = value;
                     }
                     self.watched.loaded(token);
-                    info!(path = %self.path.display(), "Reloaded the bearer token file");
+                    events::credentials_reloaded(
+                        &self.metrics,
+                        CredentialSource::BearerTokenFile,
+                        Ok(()),
+                    );
                 }
                 Err(error) => {
                     self.watched.failed(token);
-                    warn!(%error, "Keeping the previous bearer token");
+                    events::credentials_reloaded(
+                        &self.metrics,
+                        CredentialSource::BearerTokenFile,
+                        Err(&error.to_string()),
+                    );
                 }
             }
         }

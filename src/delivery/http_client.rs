@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, RETRY_AFTER};
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use tracing::{info, warn};
 
 use super::auth::Auth;
 use super::connector::{describe_error, pool, Pool};
@@ -20,6 +19,8 @@ use super::retry::AttemptOutcome;
 use super::watched::{Change, WatchedFiles, CHECK_INTERVAL};
 use super::{tls, Transport};
 use crate::config::{ConfigError, Endpoint};
+use crate::ops::events::{self, CredentialSource};
+use crate::ops::Metrics;
 
 /// Response bodies larger than this are not read to the end (the connection is dropped).
 const MAX_DRAINED_BODY: usize = 1 << 20;
@@ -36,13 +37,14 @@ struct Shared {
     /// The `delivery.tls` files, when there are any to watch.
     tls_files: Option<WatchedFiles>,
     auth: Auth,
+    metrics: Metrics,
 }
 
 impl HttpClient {
     /// Reads the TLS and auth files (an error names the key: exit 64 at start-up). Idle
     /// connections are kept without a count limit (concurrency is the in-flight cap times the
     /// assigned partitions, unknown up front) and closed after 30 s unused.
-    pub fn new(endpoint: &Endpoint) -> Result<Self, ConfigError> {
+    pub fn new(endpoint: &Endpoint, metrics: Metrics) -> Result<Self, ConfigError> {
         // Fingerprint first, read second: a change in between is seen at the next look.
         let files = endpoint.tls.files();
         let tls_files = (!files.is_empty()).then(|| {
@@ -57,7 +59,8 @@ impl HttpClient {
                 pool: RwLock::new(pool),
                 endpoint: endpoint.clone(),
                 tls_files,
-                auth: Auth::new(&endpoint.auth)?,
+                auth: Auth::new(&endpoint.auth, &metrics)?,
+                metrics,
             }),
         })
     }
@@ -65,7 +68,7 @@ impl HttpClient {
     /// Reads and checks every file the client needs, without connecting (`--check-config`).
     pub fn check(endpoint: &Endpoint) -> Result<(), ConfigError> {
         tls::client_config(&endpoint.tls)?;
-        Auth::new(&endpoint.auth)?;
+        Auth::new(&endpoint.auth, &Metrics::new())?;
         Ok(())
     }
 
@@ -81,11 +84,19 @@ impl HttpClient {
                             *current = pool;
                         }
                         watched.loaded(token);
-                        info!("Reloaded the endpoint TLS files; new connections use them");
+                        events::credentials_reloaded(
+                            &self.shared.metrics,
+                            CredentialSource::TlsFiles,
+                            Ok(()),
+                        );
                     }
                     Err(error) => {
                         watched.failed(token);
-                        warn!(%error, "Keeping the previous endpoint TLS configuration");
+                        events::credentials_reloaded(
+                            &self.shared.metrics,
+                            CredentialSource::TlsFiles,
+                            Err(&error.to_string()),
+                        );
                     }
                 }
             }

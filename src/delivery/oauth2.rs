@@ -17,10 +17,10 @@ use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
-use tracing::info;
 
 use super::connector::{describe_error, Pool};
 use crate::config::OAuth2Settings;
+use crate::ops::{events, Metrics};
 
 /// Largest token response read.
 const MAX_RESPONSE: usize = 64 << 10;
@@ -56,10 +56,11 @@ pub struct OAuth2 {
     /// `grant_type=client_credentials[&scope=…]`.
     form: Bytes,
     state: tokio::sync::Mutex<State>,
+    metrics: Metrics,
 }
 
 impl OAuth2 {
-    pub fn new(settings: &OAuth2Settings) -> Self {
+    pub fn new(settings: &OAuth2Settings, metrics: Metrics) -> Self {
         let credentials = format!(
             "{}:{}",
             form_encode(&settings.client_id),
@@ -78,6 +79,7 @@ impl OAuth2 {
             basic,
             form: Bytes::from(form),
             state: tokio::sync::Mutex::new(State::default()),
+            metrics,
         }
     }
 
@@ -118,6 +120,19 @@ impl OAuth2 {
     }
 
     async fn fetch(&self, pool: &Pool, generation: u64) -> Result<Token, String> {
+        let endpoint = self.describe_endpoint();
+        let result = self.request(pool, generation, &endpoint).await;
+        let reported = match &result {
+            Ok(token) => Ok(token
+                .expires_at
+                .map(|at| at.saturating_duration_since(Instant::now()))),
+            Err(error) => Err(error.as_str()),
+        };
+        events::oauth2_token_requested(&self.metrics, &endpoint, reported);
+        result
+    }
+
+    async fn request(&self, pool: &Pool, generation: u64, endpoint: &str) -> Result<Token, String> {
         let mut request = Request::new(Full::new(self.form.clone()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.token_uri.clone();
@@ -128,7 +143,6 @@ impl OAuth2 {
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(AUTHORIZATION, self.basic.clone());
-        let endpoint = self.describe_endpoint();
         let response = pool.request(request).await.map_err(|error| {
             format!(
                 "OAuth2 token request to {endpoint} failed: {}",
@@ -141,16 +155,8 @@ impl OAuth2 {
             .await
             .map_err(|_| format!("OAuth2 token response from {endpoint} could not be read"))?
             .to_bytes();
-        let token = parse_response(status, &body, Instant::now(), generation)
-            .map_err(|reason| format!("OAuth2 token endpoint {endpoint}: {reason}"))?;
-        info!(
-            token_url = %endpoint,
-            expires_in_s = token
-                .expires_at
-                .map(|at| at.saturating_duration_since(Instant::now()).as_secs()),
-            "Fetched an OAuth2 access token"
-        );
-        Ok(token)
+        parse_response(status, &body, Instant::now(), generation)
+            .map_err(|reason| format!("OAuth2 token endpoint {endpoint}: {reason}"))
     }
 
     /// The token URL without its query (which could carry something private).
@@ -297,12 +303,15 @@ mod tests {
     #[test]
     fn form_encoding_of_credentials_and_scopes() {
         assert_eq!(form_encode("a b:c/d~é"), "a+b%3Ac%2Fd%7E%C3%A9");
-        let oauth = OAuth2::new(&OAuth2Settings {
-            token_uri: "https://auth.example.com/token?tenant=x".parse().unwrap(),
-            client_id: "id:1".into(),
-            client_secret: crate::config::Secret("p@ss".into()),
-            scopes: vec!["events.write".into(), "events.read".into()],
-        });
+        let oauth = OAuth2::new(
+            &OAuth2Settings {
+                token_uri: "https://auth.example.com/token?tenant=x".parse().unwrap(),
+                client_id: "id:1".into(),
+                client_secret: crate::config::Secret("p@ss".into()),
+                scopes: vec!["events.write".into(), "events.read".into()],
+            },
+            Metrics::new(),
+        );
         assert_eq!(
             oauth.form,
             "grant_type=client_credentials&scope=events.write+events.read"
