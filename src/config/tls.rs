@@ -44,6 +44,9 @@ pub struct TlsSettings {
     /// `(cert_file, key_file)`: both or neither.
     pub client_identity: Option<(PathBuf, PathBuf)>,
     pub server_name: Option<ServerName<'static>>,
+    /// Whether anything is reached over TLS (an `https://` endpoint or token URL). When not,
+    /// the system trust store is not loaded (it costs ~1 MiB and a few ms for nothing).
+    pub over_tls: bool,
 }
 
 impl TlsSettings {
@@ -107,6 +110,7 @@ impl TlsConfig {
             ca_file,
             client_identity,
             server_name,
+            over_tls: https,
         })
     }
 }
@@ -151,7 +155,10 @@ mod tests {
         );
         assert_eq!(
             TlsConfig::default().validate(true),
-            Ok(TlsSettings::default())
+            Ok(TlsSettings {
+                over_tls: true,
+                ..TlsSettings::default()
+            })
         );
     }
 

@@ -23,7 +23,9 @@ fn provider() -> Arc<CryptoProvider> {
 pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, ConfigError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    roots.add_parsable_certificates(system_roots().iter().cloned());
+    if settings.over_tls {
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+    }
     if let Some(path) = &settings.ca_file {
         let key = "delivery.tls.ca_file";
         for (index, certificate) in certificates(key, path)?.into_iter().enumerate() {
