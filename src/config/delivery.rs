@@ -55,7 +55,7 @@ pub struct DeliveryConfig {
     /// TLS toward an `https://` endpoint: private CA, client certificate (mTLS), server name.
     #[serde(default)]
     pub tls: TlsConfig,
-    /// Credentials that rotate: a bearer token read from a file.
+    /// Credentials that rotate: a bearer token read from a file, or OAuth2 client credentials.
     #[serde(default)]
     pub auth: AuthConfig,
 }
