@@ -10,7 +10,8 @@
 #      them here)
 #   4. the sidecar config that each rendering puts in its ConfigMap passes the binary's
 #      --check-config, every ${VAR} it needs is set in the sidecar container's env, and
-#      the pod spec agrees with it (grace period, admin port, probes)
+#      the pod spec agrees with it (grace period, admin port, probes, the TLS and token
+#      files of delivery.tls / delivery.auth mounted; openssl makes stand-ins for them)
 #   5. the chart refuses a drain timeout that does not fit in the grace period
 #
 # Tools come from scripts/setup.sh (into ~/.cache/kafka-webhook-sidecar/bin).
@@ -224,6 +225,49 @@ for e in sidecar.get("env", []):
     ref = e.get("valueFrom", {}).get("secretKeyRef")
     if ref and e["name"] not in needed:
         print(f"note: secret env {e['name']} is not used by the config")
+
+# Files the config reads (delivery.tls, delivery.auth) must be mounted into the sidecar.
+# --check-config reads them, so it gets stand-ins: a CA and a client certificate made with
+# openssl, a placeholder token.
+delivery = config.get("delivery") or {}
+files = {}
+for section, key in (("tls", "ca_file"), ("tls", "cert_file"), ("tls", "key_file"),
+                     ("auth", "bearer_token_file")):
+    path = (delivery.get(section) or {}).get(key)
+    if path:
+        files[key] = path
+mounts = [m["mountPath"].rstrip("/") + "/" for m in sidecar.get("volumeMounts", [])]
+for key, path in files.items():
+    if not any(path.startswith(mount) for mount in mounts):
+        problems.append(f"delivery {key} {path} is not under a volumeMount of the sidecar")
+stand_ins = tempfile.TemporaryDirectory()
+if files:
+    d = stand_ins.name
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    steps = [
+        ["openssl", "req", "-x509", *ec, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt",
+         "-subj", "/CN=check-deploy CA", "-days", "1"],
+        ["openssl", "req", *ec, "-keyout", f"{d}/tls.key", "-out", f"{d}/tls.csr",
+         "-subj", "/CN=check-deploy client"],
+        # -extfile: without extensions openssl issues an X.509 v1 certificate, which
+        # webpki (and so the sidecar) refuses.
+        ["openssl", "x509", "-req", "-in", f"{d}/tls.csr", "-CA", f"{d}/ca.crt",
+         "-CAkey", f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/tls.crt", "-days", "1",
+         "-extfile", f"{d}/client.ext"],
+    ]
+    with open(f"{d}/client.ext", "w") as ext:
+        ext.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    for step in steps:
+        made = subprocess.run(step, capture_output=True, text=True)
+        if made.returncode != 0:
+            problems.append(f"openssl could not make stand-in certificates: {made.stderr.strip()}")
+            break
+    with open(f"{d}/token", "w") as token:
+        token.write("placeholder-token\n")
+    stand_in = {"ca_file": "ca.crt", "cert_file": "tls.crt", "key_file": "tls.key",
+                "bearer_token_file": "token"}
+    for key, path in files.items():
+        text = text.replace(path, f"{d}/{stand_in[key]}")
 
 # --check-config with placeholder values for the container's env.
 if not binary or not os.access(binary, os.X_OK):

@@ -53,7 +53,7 @@ pub async fn run(
 
     let delivery = &settings.delivery;
     let deliverer = Arc::new(Deliverer {
-        transport: HttpClient::new(&delivery.endpoint),
+        transport: HttpClient::new(&delivery.endpoint, metrics.clone())?,
         template: RequestTemplate::new(delivery),
         timeout: delivery.endpoint.timeout,
         retry: delivery.retry.clone(),

@@ -16,7 +16,8 @@
 //! - [`format`]: the HTTP request built from a record (the endpoint contract: raw,
 //!   CloudEvents binary or structured, Standard Webhooks signatures). Pure.
 //! - [`delivery`]: one record until it is disposed of: the attempt loop, the pure retry and
-//!   failure policy, the pooled HTTP client; the network behind two small traits.
+//!   failure policy, the pooled HTTP client with its TLS configuration and credentials (files
+//!   re-read when they change, OAuth2 tokens); the network behind two small traits.
 //! - [`partition`]: one partition's worker task, its offset watermark and its ordering
 //!   scheduler (both pure, property-tested); reads records from a `PartitionSource`.
 //! - [`kafka`]: the rdkafka edge: client configs, callbacks, the partition registry

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kafka_webhook_sidecar::config::{Config, Settings};
+use kafka_webhook_sidecar::delivery::HttpClient;
 use kafka_webhook_sidecar::lifecycle::{Exit, Signals};
 use kafka_webhook_sidecar::{app, ops::logging, EXIT_CONFIG, EXIT_FORCED};
 
@@ -41,7 +42,13 @@ fn main() -> ExitCode {
         print!("{}", Config::json_schema());
         return ExitCode::SUCCESS;
     }
-    let settings = match Settings::load(&args.config) {
+    // The endpoint's TLS and token files are read here too, so `--check-config` reports an
+    // unreadable CA file or a key that does not match its certificate.
+    let loaded = Settings::load(&args.config).and_then(|settings| {
+        HttpClient::check(&settings.delivery.endpoint)?;
+        Ok(settings)
+    });
+    let settings = match loaded {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");

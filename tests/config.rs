@@ -17,6 +17,9 @@ use kafka_webhook_sidecar::config::interpolate::{interpolate, InterpolationError
 use kafka_webhook_sidecar::config::{Config, ConfigError, FailurePolicy, Format, Ordering};
 use serde_yaml::Value;
 
+#[path = "common/pki.rs"]
+mod pki;
+
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-webhook-sidecar");
 const EXIT_CONFIG: i32 = 64;
 
@@ -31,6 +34,7 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("KAFKA_SASL_PASSWORD", "not-a-real-password"),
     // config/signing.yaml (a Standard Webhooks secret: whsec_ + base64 of 24 bytes).
     ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ("OAUTH_CLIENT_SECRET", "not-a-real-client-secret"),
 ];
 
 fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -173,10 +177,41 @@ fn every_example_parses_and_validates() {
     }
 }
 
+/// The files an example config refers to (TLS certificates and key, a token file), made
+/// under the temp dir, and the example's text pointing at them instead: `--check-config`
+/// reads them. Text without such files comes back unchanged.
+fn with_real_files(text: &str) -> String {
+    let config = Config::from_yaml(text, lookup(EXAMPLE_ENV)).expect("example parses");
+    let ca = pki::Ca::new("example CA");
+    let client = ca.client("example-client");
+    let tls = &config.delivery.tls;
+    let auth = &config.delivery.auth;
+    let files = [
+        (&tls.ca_file, ca.pem.as_str()),
+        (&tls.cert_file, client.cert_pem.as_str()),
+        (&tls.key_file, client.key_pem.as_str()),
+        (&auth.bearer_token_file, "example-token"),
+    ];
+    let mut text = text.to_string();
+    for (path, content) in files {
+        if let Some(path) = path {
+            text = text.replace(path.as_str(), &pki::temp_file("example-file", content));
+        }
+    }
+    text
+}
+
 #[test]
 fn every_example_passes_check_config_in_the_binary() {
     for path in example_files() {
-        let path = path.to_str().unwrap();
+        let example = std::fs::read_to_string(&path).unwrap();
+        let text = with_real_files(&example);
+        let file = (text != example).then(|| TempConfig::new("example", Some(&text)));
+        let path = match &file {
+            Some(file) => file.path().to_string(),
+            None => path.to_str().unwrap().to_string(),
+        };
+        let path = path.as_str();
         let output = run(&["--config", path, "--check-config"], EXAMPLE_ENV);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -421,6 +456,11 @@ fn with_kafka(lines: &str) -> String {
         "  topics: [orders]\n",
         &format!("  topics: [orders]\n{lines}"),
     )
+}
+
+/// BASE with an https:// URL and `lines` added to `delivery`.
+fn https_with(lines: &str) -> String {
+    with(lines).replace("http://127.0.0.1:8080", "https://127.0.0.1:8443")
 }
 
 /// BASE with one piece of text replaced.
@@ -799,6 +839,59 @@ fn cases() -> Vec<Case> {
             with("  cloudevents:\n    type: \"\"\n"),
             &["`delivery.cloudevents.type`", "non-empty"],
         ),
+        Case::error(
+            "tls on a plain http endpoint",
+            with("  tls:\n    ca_file: /etc/kws/ca.crt\n"),
+            &["`delivery.tls`", "applies to https:// only"],
+        ),
+        Case::error(
+            "client certificate without key",
+            https_with("  tls:\n    cert_file: /etc/kws/tls.crt\n"),
+            &["`delivery.tls.key_file`", "is required with delivery.tls.cert_file"],
+        ),
+        Case::error(
+            "bad server_name",
+            https_with("  tls:\n    server_name: \"not a host!\"\n"),
+            &["`delivery.tls.server_name`", "not a DNS name"],
+        ),
+        Case::error(
+            "unreadable ca_file",
+            https_with("  tls:\n    ca_file: /nonexistent/kws/ca.crt\n"),
+            &[
+                "`delivery.tls.ca_file`",
+                "cannot read /nonexistent/kws/ca.crt",
+                "fix the path",
+            ],
+        ),
+        Case::error(
+            "missing bearer token file",
+            with("  auth:\n    bearer_token_file: /nonexistent/kws/token\n"),
+            &["`delivery.auth.bearer_token_file`", "cannot read"],
+        ),
+        Case::error(
+            "bearer token file and an Authorization header",
+            with("  headers:\n    Authorization: Bearer s3cr3t\n  auth:\n    bearer_token_file: /nonexistent/kws/token\n"),
+            &["`delivery.auth.bearer_token_file`", "delivery.headers.Authorization"],
+        )
+        .absent(&["s3cr3t"]),
+        Case::error(
+            "oauth2 token_url over plain http",
+            with("  auth:\n    oauth2:\n      token_url: http://auth.example.com/token\n      client_id: orders\n      client_secret: ${OAUTH_CLIENT_SECRET}\n"),
+            &["`delivery.auth.oauth2.token_url`", "must be https://", "loopback"],
+        )
+        .env(&[("OAUTH_CLIENT_SECRET", "cl1ent-s3cret")])
+        .absent(&["cl1ent-s3cret"]),
+        Case::error(
+            "oauth2 without client_secret",
+            with("  auth:\n    oauth2:\n      token_url: https://auth.example.com/token\n      client_id: orders\n"),
+            &["delivery.auth", "missing field `client_secret`"],
+        ),
+        Case::error(
+            "oauth2 and a bearer token file",
+            with("  auth:\n    bearer_token_file: /nonexistent/kws/token\n    oauth2:\n      token_url: https://auth.example.com/token\n      client_id: orders\n      client_secret: cl1ent-s3cret\n"),
+            &["`delivery.auth.oauth2`", "conflicts with delivery.auth.bearer_token_file"],
+        )
+        .absent(&["cl1ent-s3cret"]),
         Case {
             name: "missing config file",
             yaml: None,
@@ -906,6 +999,81 @@ fn check_config_does_not_connect() {
         match listener.accept() {
             Err(error) if error.kind() == ErrorKind::WouldBlock => {}
             other => panic!("--check-config connected to the {name}: {other:?}"),
+        }
+    }
+}
+
+/// `--check-config` reads the TLS and token files: content that cannot be used is refused
+/// with exit 64, naming the key, without quoting the file (a key or token is a secret).
+#[test]
+fn check_config_reads_the_tls_and_token_files() {
+    let ca = pki::Ca::new("check CA");
+    let client = ca.client("check-client");
+    let other = ca.client("other-client");
+    let ca_file = pki::temp_file("ca", &ca.pem);
+    let cert_file = pki::temp_file("cert", &client.cert_pem);
+    let key_file = pki::temp_file("key", &client.key_pem);
+    let other_key = pki::temp_file("other-key", &other.key_pem);
+    let not_pem = pki::temp_file("not-pem", "hello, not a certificate\n");
+    let token = pki::temp_file("token", "tok-5e1f\n");
+    let blank_token = pki::temp_file("blank-token", " \n");
+    let key_secret = other.key_pem.lines().nth(1).unwrap().to_string();
+    let tls = |ca: &str, cert: &str, key: &str| {
+        https_with(&format!(
+            "  tls:\n    ca_file: {ca}\n    cert_file: {cert}\n    key_file: {key}\n"
+        ))
+    };
+    let bearer = |file: &str| with(&format!("  auth:\n    bearer_token_file: {file}\n"));
+    // (name, config, expected error: key and message; None = valid)
+    type FileCase<'a> = (&'a str, String, Option<(&'a str, &'a str)>);
+    let cases: Vec<FileCase> = vec![
+        (
+            "valid mTLS files",
+            tls(&ca_file, &cert_file, &key_file),
+            None,
+        ),
+        ("valid token file", bearer(&token), None),
+        (
+            "CA file without certificates",
+            tls(&not_pem, &cert_file, &key_file),
+            Some(("`delivery.tls.ca_file`", "no PEM certificate")),
+        ),
+        (
+            "key file holding a certificate",
+            tls(&ca_file, &cert_file, &cert_file),
+            Some(("`delivery.tls.key_file`", "no PEM private key")),
+        ),
+        (
+            "key of another certificate",
+            tls(&ca_file, &cert_file, &other_key),
+            Some(("`delivery.tls.key_file`", "does not match the certificate")),
+        ),
+        (
+            "blank token file",
+            bearer(&blank_token),
+            Some(("`delivery.auth.bearer_token_file`", "is empty")),
+        ),
+    ];
+    for (name, yaml, expected) in cases {
+        let file = TempConfig::new(name, Some(&yaml));
+        let output = run(&["--config", file.path(), "--check-config"], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match expected {
+            None => assert_eq!(output.status.code(), Some(0), "{name}: {stderr}"),
+            Some((key, message)) => {
+                assert_eq!(output.status.code(), Some(EXIT_CONFIG), "{name}: {stderr}");
+                assert!(
+                    stderr.contains(key) && stderr.contains(message),
+                    "{name}: {stderr}"
+                );
+            }
+        }
+        for secret in [key_secret.as_str(), "tok-5e1f"] {
+            assert!(
+                !stderr.contains(secret) && !stdout.contains(secret),
+                "{name}: a secret in the output"
+            );
         }
     }
 }

@@ -14,7 +14,7 @@ use super::duration::serde_text;
 use super::format::{self, CloudEventsConfig, Format, SigningConfig};
 use super::kafka::valid_topic;
 use super::settings::{DeliverySettings, Endpoint, FailureAction};
-use super::{invalid, ConfigError};
+use super::{invalid, AuthConfig, ConfigError, TlsConfig};
 
 /// HTTP delivery.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -62,6 +62,12 @@ pub struct DeliveryConfig {
     /// Standard Webhooks signatures on every request (any format); off without secrets.
     #[serde(default)]
     pub signing: SigningConfig,
+    /// TLS toward an `https://` endpoint: private CA, client certificate (mTLS), server name.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Credentials that rotate: a bearer token read from a file, or OAuth2 client credentials.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -237,6 +243,16 @@ impl DeliveryConfig {
         self.retry.validate()?;
         let format =
             format::validate(self.format, &self.cloudevents, &self.signing, &self.headers)?;
+        // delivery.tls also applies to an https:// OAuth2 token endpoint.
+        let token_over_https = self
+            .auth
+            .oauth2
+            .as_ref()
+            .is_some_and(|oauth2| oauth2.token_url.trim_start().starts_with("https://"));
+        let tls = self
+            .tls
+            .validate(uri.scheme_str() == Some("https") || token_over_https)?;
+        let auth = self.auth.validate(&headers)?;
         Ok(DeliverySettings {
             endpoint: Endpoint {
                 method,
@@ -245,6 +261,8 @@ impl DeliveryConfig {
                 content_type,
                 timeout: self.timeout,
                 http2_prior_knowledge: self.http2_prior_knowledge,
+                tls,
+                auth,
             },
             ordering: self.ordering,
             in_flight_cap: match self.ordering {

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::defaults;
+pub use super::secret::Secret;
 use super::settings::{CloudEventsSettings, FormatSettings, SigningKey};
 use super::{invalid, ConfigError};
 
@@ -65,17 +66,6 @@ pub struct SigningConfig {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub secrets_file: Option<PathBuf>,
-}
-
-/// A secret string: serialized as itself (the config round-trips), printed as `<redacted>`.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Decoded secret length bounds recommended by Standard Webhooks.

@@ -4,6 +4,8 @@
 //!
 //! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation;
 //!   [`format`]: the `delivery` keys that shape the request (format, CloudEvents, signing).
+//!   [`tls`] and [`auth`]: `delivery.tls` and `delivery.auth` (their files are read by
+//!   `delivery::tls` and `delivery::auth`, keeping this module free of I/O).
 //! - [`settings`]: the validated runtime value; [`defaults`]: every default in one place.
 //! - [`duration`] (`250ms`, `10s`) and [`interpolate`] (`${VAR}`, `${VAR:-default}`).
 
@@ -13,24 +15,30 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod auth;
 mod defaults;
 pub mod delivery;
 pub mod duration;
 pub mod format;
 pub mod interpolate;
 pub mod kafka;
+pub mod secret;
 pub mod service;
 pub mod settings;
+pub mod tls;
 
+pub use auth::{AuthConfig, AuthSettings, OAuth2Config, OAuth2Settings};
 pub use delivery::{DeliveryConfig, FailurePolicy, Ordering, RetryConfig, StatusRange};
-pub use format::{CloudEventsConfig, Format, Secret, SigningConfig};
+pub use format::{CloudEventsConfig, Format, SigningConfig};
 pub use interpolate::{interpolate, InterpolationError};
 pub use kafka::{AssignmentStrategy, GroupProtocol, KafkaConfig, OffsetReset};
+pub use secret::Secret;
 pub use service::{AdminConfig, LogConfig, LogFormat, ShutdownConfig};
 pub use settings::{
     CloudEventsSettings, DeliverySettings, Endpoint, FailureAction, FormatSettings, Settings,
     SigningKey,
 };
+pub use tls::{TlsConfig, TlsSettings};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -104,6 +112,8 @@ impl Config {
                 format: Format::default(),
                 cloudevents: CloudEventsConfig::default(),
                 signing: SigningConfig::default(),
+                tls: TlsConfig::default(),
+                auth: AuthConfig::default(),
             },
             shutdown: ShutdownConfig::default(),
             admin: AdminConfig::default(),

@@ -8,7 +8,10 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
-use super::{Format, KafkaConfig, LogConfig, Ordering, RetryConfig, ShutdownConfig};
+use super::{
+    AuthSettings, Format, KafkaConfig, LogConfig, Ordering, RetryConfig, ShutdownConfig,
+    TlsSettings,
+};
 
 /// A validated configuration, ready to run.
 #[derive(Debug, Clone)]
@@ -46,6 +49,10 @@ pub struct Endpoint {
     /// Limit of one attempt: request and response body.
     pub timeout: Duration,
     pub http2_prior_knowledge: bool,
+    /// Trust and client identity for `https://` (files read by `delivery::tls`).
+    pub tls: TlsSettings,
+    /// Rotating credentials (files read by `delivery::auth`).
+    pub auth: AuthSettings,
 }
 
 /// What happens to a record that exhausted its attempts or got a non-retryable answer.

@@ -1,20 +1,26 @@
 //! The one pooled HTTP client and a single delivery attempt: request plus response body under
 //! one timeout, the body drained so the keep-alive connection is reused, redirects not followed.
+//! The client adds `delivery.auth` credentials to each request (with OAuth2, a 401 fetches a
+//! new token and repeats the request once), and is rebuilt (new TLS configuration, new
+//! connection pool) when a `delivery.tls` file changes on disk: requests in flight finish on
+//! the old connections, later ones connect with the new files.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::RETRY_AFTER;
+use http::header::{AUTHORIZATION, RETRY_AFTER};
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::auth::Auth;
+use super::connector::{describe_error, pool, Pool};
 use super::retry::AttemptOutcome;
-use super::Transport;
-use crate::config::Endpoint;
+use super::watched::{Change, WatchedFiles, CHECK_INTERVAL};
+use super::{tls, Transport};
+use crate::config::{ConfigError, Endpoint};
+use crate::ops::events::{self, CredentialSource};
+use crate::ops::Metrics;
 
 /// Response bodies larger than this are not read to the end (the connection is dropped).
 const MAX_DRAINED_BODY: usize = 1 << 20;
@@ -22,65 +28,111 @@ const MAX_DRAINED_BODY: usize = 1 << 20;
 /// A pooled keep-alive client for the endpoint (HTTP/1.1, HTTP/2 by ALPN or prior knowledge).
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: RwLock<Pool>,
+    endpoint: Endpoint,
+    /// The `delivery.tls` files, when there are any to watch.
+    tls_files: Option<WatchedFiles>,
+    auth: Auth,
+    metrics: Metrics,
 }
 
 impl HttpClient {
-    /// Idle connections are kept without a count limit (concurrency is the in-flight cap
-    /// times the assigned partitions, unknown up front) and closed after 30 s unused.
-    pub fn new(config: &Endpoint) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .http2_only(config.http2_prior_knowledge)
-            .build(tls);
-        Self { client }
+    /// Reads the TLS and auth files (an error names the key: exit 64 at start-up). Idle
+    /// connections are kept without a count limit (concurrency is the in-flight cap times the
+    /// assigned partitions, unknown up front) and closed after 30 s unused.
+    pub fn new(endpoint: &Endpoint, metrics: Metrics) -> Result<Self, ConfigError> {
+        // Fingerprint first, read second: a change in between is seen at the next look.
+        let files = endpoint.tls.files();
+        let tls_files = (!files.is_empty()).then(|| {
+            WatchedFiles::new(
+                files.into_iter().map(|(_, path)| path).collect(),
+                CHECK_INTERVAL,
+            )
+        });
+        let pool = pool(endpoint)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pool: RwLock::new(pool),
+                endpoint: endpoint.clone(),
+                tls_files,
+                auth: Auth::new(&endpoint.auth, &metrics)?,
+                metrics,
+            }),
+        })
+    }
+
+    /// Reads and checks every file the client needs, without connecting (`--check-config`).
+    pub fn check(endpoint: &Endpoint) -> Result<(), ConfigError> {
+        tls::client_config(&endpoint.tls)?;
+        Auth::new(&endpoint.auth, &Metrics::new())?;
+        Ok(())
+    }
+
+    /// The pool to send with, rebuilt first if a TLS file changed. A change that cannot be
+    /// loaded (a rotation half written, a key not matching) keeps the previous configuration
+    /// and is reported once.
+    fn pool(&self) -> Pool {
+        if let Some(watched) = &self.shared.tls_files {
+            if let Change::Changed(token) = watched.poll() {
+                match pool(&self.shared.endpoint) {
+                    Ok(pool) => {
+                        if let Ok(mut current) = self.shared.pool.write() {
+                            *current = pool;
+                        }
+                        watched.loaded(token);
+                        events::credentials_reloaded(
+                            &self.shared.metrics,
+                            CredentialSource::TlsFiles,
+                            Ok(()),
+                        );
+                    }
+                    Err(error) => {
+                        watched.failed(token);
+                        events::credentials_reloaded(
+                            &self.shared.metrics,
+                            CredentialSource::TlsFiles,
+                            Err(&error.to_string()),
+                        );
+                    }
+                }
+            }
+        }
+        match self.shared.pool.read() {
+            Ok(pool) => pool.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 
 impl Transport for HttpClient {
-    /// Sends one attempt and reads the answer, all within `timeout`.
-    async fn send(&self, request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(describe_error)?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string);
-            let mut body = response.into_body();
-            let mut read = 0usize;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => {
-                        read += frame.data_ref().map_or(0, Bytes::len);
-                        if read > MAX_DRAINED_BODY {
-                            break;
-                        }
-                    }
-                    // The status is what counts; a broken body only costs the connection.
-                    Err(_) => break,
-                }
+    /// Sends one attempt and reads the answer, all within `timeout` (an OAuth2 token fetch
+    /// and the one repeat after a 401 included).
+    async fn send(&self, mut request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
+        let pool = self.pool();
+        let attempt = async {
+            let Auth::OAuth2(oauth2) = &self.shared.auth else {
+                self.shared.auth.apply(request.headers_mut());
+                return exchange(&pool, request).await;
+            };
+            let token = oauth2.token(&pool, None).await?;
+            let repeat = copy(&request);
+            request.headers_mut().insert(AUTHORIZATION, token.value);
+            let outcome = exchange(&pool, request).await?;
+            if outcome.status() != Some(401) {
+                return Ok(outcome);
             }
-            Ok::<_, String>(AttemptOutcome::Status {
-                status,
-                retry_after,
-            })
+            // The token was revoked or expired early: one new token, one more try; a second
+            // 401 goes to the retry policy like any other answer.
+            let fresh = oauth2.token(&pool, Some(token.generation)).await?;
+            let mut repeat = repeat;
+            repeat.headers_mut().insert(AUTHORIZATION, fresh.value);
+            exchange(&pool, repeat).await
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Err(_) => AttemptOutcome::Timeout,
             Ok(Err(reason)) => AttemptOutcome::Connection(reason),
             Ok(Ok(outcome)) => outcome,
@@ -88,16 +140,41 @@ impl Transport for HttpClient {
     }
 }
 
-/// The error and its causes in one line. hyper's errors describe the transport (refused,
-/// reset, TLS), never the request's headers, so no secret can leak through them.
-fn describe_error(error: hyper_util::client::legacy::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// One request and its answer; the body is drained so the connection is reused.
+async fn exchange(pool: &Pool, request: Request<Full<Bytes>>) -> Result<AttemptOutcome, String> {
+    let response = pool.request(request).await.map_err(describe_error)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let mut body = response.into_body();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > MAX_DRAINED_BODY {
+                    break;
+                }
+            }
+            // The status is what counts; a broken body only costs the connection.
+            Err(_) => break,
+        }
     }
-    text.truncate(300);
-    text
+    Ok(AttemptOutcome::Status {
+        status,
+        retry_after,
+    })
+}
+
+/// A copy of a request (the body is reference-counted bytes), for the repeat after a 401.
+fn copy(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }

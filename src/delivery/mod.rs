@@ -1,6 +1,8 @@
 //! Delivering one record until it is disposed of: the attempt loop ([`deliverer`]), the pure
 //! decision after each attempt ([`policy`], built on [`retry`]: classification, backoff,
-//! `Retry-After`), and the pooled HTTP client ([`http_client`]).
+//! `Retry-After`), and the pooled HTTP client ([`http_client`], built by [`connector`]) with
+//! its TLS configuration ([`tls`]), credentials ([`auth`], [`oauth2`]) and the files re-read
+//! when they change ([`watched`]).
 //!
 //! The two I/O edges are traits, so the loop is unit-tested without a network: a
 //! [`Transport`] sends one attempt, a [`DeadLetterSink`] takes records that failed for good.
@@ -17,10 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::record::Record;
 
+pub mod auth;
+pub mod connector;
 pub mod deliverer;
 pub mod http_client;
+pub mod oauth2;
 pub mod policy;
 pub mod retry;
+pub mod tls;
+pub mod watched;
 
 pub use deliverer::Deliverer;
 pub use http_client::HttpClient;

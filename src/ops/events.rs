@@ -394,3 +394,64 @@ impl PartitionMetrics {
         let _ = self.metrics.oldest_unacked_age.remove_label_values(&labels);
     }
 }
+
+/// What was re-read after a change on disk, the `source` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `delivery.tls` files (CA, client certificate and key).
+    TlsFiles,
+    /// `delivery.auth.bearer_token_file`.
+    BearerTokenFile,
+}
+
+impl CredentialSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TlsFiles => "tls_files",
+            Self::BearerTokenFile => "bearer_token_file",
+        }
+    }
+}
+
+/// Endpoint credential files changed and were re-read: `Ok` they are in use, `Err` (the
+/// reason, which never quotes a file) the previous ones stay in use until the files change
+/// again.
+pub fn credentials_reloaded(metrics: &Metrics, source: CredentialSource, result: Result<(), &str>) {
+    let label = if result.is_ok() { "ok" } else { "error" };
+    metrics
+        .credential_reloads
+        .with_label_values(&[source.label(), label])
+        .inc();
+    match result {
+        Ok(()) => info!(
+            source = source.label(),
+            "Reloaded endpoint credentials; later requests use them"
+        ),
+        Err(error) => warn!(
+            source = source.label(),
+            error, "Changed endpoint credentials cannot be used; keeping the previous ones"
+        ),
+    }
+}
+
+/// An OAuth2 token request finished. `Ok` carries the token's lifetime (if given); `Err` the
+/// reason, which holds no secret.
+pub fn oauth2_token_requested(
+    metrics: &Metrics,
+    token_url: &str,
+    result: Result<Option<Duration>, &str>,
+) {
+    let label = if result.is_ok() { "ok" } else { "error" };
+    metrics
+        .oauth2_token_requests
+        .with_label_values(&[label])
+        .inc();
+    match result {
+        Ok(lifetime) => info!(
+            token_url,
+            expires_in_s = lifetime.map(|lifetime| lifetime.as_secs()),
+            "Fetched an OAuth2 access token"
+        ),
+        Err(error) => warn!(token_url, error, "OAuth2 token request failed"),
+    }
+}

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub rebalance_drain: Histogram,
     /// Time spent draining on shutdown.
     pub shutdown_drain: Histogram,
+    /// Endpoint TLS files or token file re-read after a change, by source and result.
+    pub credential_reloads: IntCounterVec,
+    /// OAuth2 token requests by result: ok, error.
+    pub oauth2_token_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -172,6 +176,16 @@ impl Metrics {
             shutdown_drain: histogram(
                 "kws_shutdown_drain_seconds",
                 "Time spent draining on shutdown.",
+            ),
+            credential_reloads: counter(
+                "kws_endpoint_credential_reloads_total",
+                "Endpoint credential files re-read after they changed, by source (tls_files, bearer_token_file) and result (ok; error: the previous files stay in use).",
+                &["source", "result"],
+            ),
+            oauth2_token_requests: counter(
+                "kws_oauth2_token_requests_total",
+                "OAuth2 token requests by result (ok, error).",
+                &["result"],
             ),
             registry,
         }

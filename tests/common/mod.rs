@@ -6,6 +6,7 @@
 pub mod checks;
 pub mod cluster;
 pub mod endpoint;
+pub mod pki;
 pub mod proxy;
 
 use std::collections::HashMap;
