@@ -43,13 +43,6 @@ fn metric_or_zero(sidecar: &Sidecar, name: &str) -> f64 {
 
 /// Per partition, first deliveries arrive in offset order (partition mode).
 fn assert_partition_order(deliveries: &[Delivered]) {
-    let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
-    for d in deliveries {
-        let entry = highest.entry(d.partition).or_insert(-1);
-        if d.offset > *entry {
-            *entry = d.offset;
-        }
-    }
     let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
     let mut last_first: BTreeMap<i32, i64> = BTreeMap::new();
     for d in deliveries {

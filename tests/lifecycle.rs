@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::checks::{self, Delivered};
 use common::endpoint::{Endpoint, RecordedRequest, Reply};
 use common::*;
 use kafka_webhook_sidecar::config::{AssignmentStrategy, Config, Ordering as DeliveryOrdering};
@@ -232,18 +233,18 @@ struct Delivery {
 }
 
 fn to_delivery(request: &RecordedRequest) -> Delivery {
+    let Delivered {
+        partition,
+        offset,
+        keyed,
+        at,
+    } = checks::to_delivered(request);
     Delivery {
         instance: request.header("x-instance").unwrap_or("?").to_string(),
-        partition: request
-            .header("kafka-partition")
-            .and_then(|p| p.parse().ok())
-            .expect("kafka-partition header"),
-        offset: request
-            .header("kafka-offset")
-            .and_then(|o| o.parse().ok())
-            .expect("kafka-offset header"),
-        keyed: parse_payload(&request.body),
-        at: request.at,
+        partition,
+        offset,
+        keyed,
+        at,
     }
 }
 

@@ -32,7 +32,9 @@ pub struct HttpClient {
 }
 
 struct Shared {
-    pool: RwLock<Pool>,
+    /// Behind an `Arc` so a request takes one reference count, not a clone of the client's
+    /// several inner handles.
+    pool: RwLock<Arc<Pool>>,
     endpoint: Endpoint,
     /// The `delivery.tls` files, when there are any to watch.
     tls_files: Option<WatchedFiles>,
@@ -56,7 +58,7 @@ impl HttpClient {
         let pool = pool(endpoint)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                pool: RwLock::new(pool),
+                pool: RwLock::new(Arc::new(pool)),
                 endpoint: endpoint.clone(),
                 tls_files,
                 auth: Auth::new(&endpoint.auth, &metrics)?,
@@ -75,13 +77,13 @@ impl HttpClient {
     /// The pool to send with, rebuilt first if a TLS file changed. A change that cannot be
     /// loaded (a rotation half written, a key not matching) keeps the previous configuration
     /// and is reported once.
-    fn pool(&self) -> Pool {
+    fn pool(&self) -> Arc<Pool> {
         if let Some(watched) = &self.shared.tls_files {
             if let Change::Changed(token) = watched.poll() {
                 match pool(&self.shared.endpoint) {
                     Ok(pool) => {
                         if let Ok(mut current) = self.shared.pool.write() {
-                            *current = pool;
+                            *current = Arc::new(pool);
                         }
                         watched.loaded(token);
                         events::credentials_reloaded(
@@ -102,8 +104,8 @@ impl HttpClient {
             }
         }
         match self.shared.pool.read() {
-            Ok(pool) => pool.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(pool) => Arc::clone(&pool),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 }

@@ -11,7 +11,7 @@ use http_body_util::Full;
 
 use super::cloudevent::{is_attribute_header, CloudEvent};
 use super::cloudevents_http;
-use super::raw::{metadata_headers, number_or_text};
+use super::raw::{metadata_headers, IDEMPOTENCY_KEY};
 use super::signing::{Signer, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use crate::config::{CloudEventsSettings, DeliverySettings, Format};
 use crate::record::Record;
@@ -32,8 +32,9 @@ pub struct RequestTemplate {
 /// A record's headers and body, the same on every attempt.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// `{topic}-{partition}-{offset}`: the `webhook-id`.
-    id: String,
+    /// The `idempotency-key` value, also the `webhook-id` (taken before static headers,
+    /// which may not replace it).
+    id: Option<HeaderValue>,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -86,14 +87,11 @@ impl RequestTemplate {
                 }
             }
         };
+        let id = headers.get(IDEMPOTENCY_KEY).cloned();
         for (name, value) in &self.static_headers {
             headers.insert(name.clone(), value.clone());
         }
-        Prepared {
-            id: record.idempotency_id(),
-            headers,
-            body,
-        }
+        Prepared { id, headers, body }
     }
 
     /// The request of one attempt made at `now`: the prepared headers and body, signed for
@@ -104,22 +102,25 @@ impl RequestTemplate {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         let mut headers = prepared.headers.clone();
-        if let Some(signer) = &self.signer {
+        if let (Some(signer), Some(id)) = (&self.signer, &prepared.id) {
             let timestamp = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs());
-            headers.insert(WEBHOOK_ID, number_or_text(&prepared.id));
-            headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+            // Built from topic names and numbers: always visible ASCII.
+            let id_text = id.to_str().unwrap_or_default();
             headers.insert(
                 WEBHOOK_SIGNATURE,
-                signer.signature(&prepared.id, timestamp, &prepared.body),
+                signer.signature(id_text, timestamp, &prepared.body),
             );
+            headers.insert(WEBHOOK_ID, id.clone());
+            headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
         }
         *request.headers_mut() = headers;
         request
     }
 
-    /// The request for `record` attempted now.
+    /// The request for `record` attempted now (tests).
+    #[cfg(test)]
     pub fn build(&self, record: &Record) -> Request<Full<Bytes>> {
         self.request(&self.prepare(record), SystemTime::now())
     }

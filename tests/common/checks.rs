@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{committed_with, Kafka};
 use super::endpoint::{Endpoint, RecordedRequest};
-use super::{parse_payload, produce_keyed_from, Keyed};
+use super::{lazy, parse_payload, produce_keyed_from, wait_until, Keyed};
 
 /// One successful (2xx) delivery.
 #[derive(Debug, Clone)]
@@ -56,51 +56,51 @@ pub fn duplicates(deliveries: &[Delivered]) -> usize {
 
 /// Waits until every produced record was delivered successfully at least once.
 pub async fn wait_all_delivered(endpoint: &Endpoint, produced: &[Keyed], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if endpoint.distinct_successful_ids().len() >= produced.len() {
-            let seen: BTreeSet<Keyed> = delivered(endpoint)
-                .into_iter()
-                .filter_map(|d| d.keyed)
-                .collect();
-            if produced.iter().all(|keyed| seen.contains(keyed)) {
-                return;
-            }
-        }
-        if Instant::now() > deadline {
-            let seen: BTreeSet<Keyed> = delivered(endpoint)
-                .into_iter()
-                .filter_map(|d| d.keyed)
-                .collect();
-            let missing: Vec<&Keyed> = produced.iter().filter(|k| !seen.contains(k)).collect();
-            panic!(
-                "{} of {} records not delivered after {timeout:?}; first missing: {:?}; {}",
-                missing.len(),
-                produced.len(),
-                missing.iter().take(5).collect::<Vec<_>>(),
-                endpoint.summary()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let missing = || -> Vec<Keyed> {
+        let seen: BTreeSet<Keyed> = delivered(endpoint)
+            .into_iter()
+            .filter_map(|d| d.keyed)
+            .collect();
+        produced
+            .iter()
+            .filter(|keyed| !seen.contains(keyed))
+            .cloned()
+            .collect()
+    };
+    let what = lazy(|| {
+        let missing = missing();
+        format!(
+            "every produced record is delivered: {} of {} missing, first {:?}; {}",
+            missing.len(),
+            produced.len(),
+            missing.iter().take(5).collect::<Vec<_>>(),
+            endpoint.summary()
+        )
+    });
+    wait_until(timeout, what, || {
+        endpoint.distinct_successful_ids().len() >= produced.len() && missing().is_empty()
+    })
+    .await;
 }
 
 /// Waits until the committed offsets equal `end` on every partition.
 pub async fn wait_committed(kafka: &Kafka, group: &str, topic: &str, end: &[i64]) {
     let reader = kafka.offset_reader(group);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let committed = tokio::task::block_in_place(|| {
+    let committed = || {
+        tokio::task::block_in_place(|| {
             committed_with(&reader, topic, end.len() as i32, Duration::from_secs(10))
-        });
-        if committed.as_deref() == Some(end) {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("committed offsets {committed:?} never reached the end {end:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        })
+    };
+    let what = lazy(|| {
+        format!(
+            "the committed offsets {:?} reach the end {end:?}",
+            committed()
+        )
+    });
+    wait_until(Duration::from_secs(60), what, || {
+        committed().as_deref() == Some(end)
+    })
+    .await;
 }
 
 /// A producer task writing keyed records (`k0`…, per-key sequence numbers) at a steady rate
