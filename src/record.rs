@@ -49,3 +49,29 @@ impl Record {
                 .sum::<usize>()
     }
 }
+
+#[cfg(test)]
+impl Record {
+    /// A record for unit tests: `orders`, partition 2, offset 41, a timestamp, key `k-1`,
+    /// value `v`, no headers. Tests change what they look at with `..Record::example()`.
+    pub(crate) fn example() -> Record {
+        Record {
+            topic: Arc::from("orders"),
+            partition: 2,
+            offset: 41,
+            timestamp_ms: Some(1_700_000_000_123),
+            key: Some(Bytes::from_static(b"k-1")),
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+            received_at: Instant::now(),
+        }
+    }
+
+    /// Headers for a test record, each with a value.
+    pub(crate) fn example_headers(headers: &[(&str, &[u8])]) -> Vec<(String, Option<Bytes>)> {
+        headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), Some(Bytes::copy_from_slice(value))))
+            .collect()
+    }
+}

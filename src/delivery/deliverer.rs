@@ -280,9 +280,7 @@ mod tests {
             offset: 7,
             timestamp_ms: None,
             key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: vec![],
-            received_at: std::time::Instant::now(),
+            ..Record::example()
         }
     }
 

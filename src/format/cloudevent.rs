@@ -308,8 +308,6 @@ pub fn rfc3339_millis(millis: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::time::Instant;
 
     fn settings() -> CloudEventsSettings {
         CloudEventsSettings {
@@ -320,17 +318,9 @@ mod tests {
 
     fn record(headers: &[(&str, &[u8])], value: Option<&'static [u8]>) -> Record {
         Record {
-            topic: Arc::from("orders"),
-            partition: 2,
-            offset: 41,
-            timestamp_ms: Some(1_700_000_000_123),
-            key: Some(Bytes::from_static(b"k-1")),
             value: value.map(Bytes::from_static),
-            headers: headers
-                .iter()
-                .map(|(name, value)| (name.to_string(), Some(Bytes::copy_from_slice(value))))
-                .collect(),
-            received_at: Instant::now(),
+            headers: Record::example_headers(headers),
+            ..Record::example()
         }
     }
 

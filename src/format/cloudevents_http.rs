@@ -135,22 +135,16 @@ mod tests {
     use super::*;
     use crate::config::CloudEventsSettings;
     use crate::record::Record;
-    use std::sync::Arc;
-    use std::time::Instant;
 
     fn record(headers: &[(&str, &[u8])], value: Option<&'static [u8]>) -> Record {
         Record {
-            topic: Arc::from("orders"),
             partition: 0,
             offset: 5,
             timestamp_ms: Some(0),
             key: Some(Bytes::from_static(b"caf\xc3\xa9 1")),
             value: value.map(Bytes::from_static),
-            headers: headers
-                .iter()
-                .map(|(name, value)| (name.to_string(), Some(Bytes::copy_from_slice(value))))
-                .collect(),
-            received_at: Instant::now(),
+            headers: Record::example_headers(headers),
+            ..Record::example()
         }
     }
 

@@ -120,8 +120,6 @@ mod tests {
     use http::{Method, Request};
     use http_body_util::Full;
     use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use std::time::Instant;
 
     fn template(headers: &[(&str, &str)]) -> RequestTemplate {
         let mut config = crate::config::Config::new("b", "g", &["t"], "http://127.0.0.1:1/x");
@@ -134,14 +132,8 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            topic: Arc::from("orders"),
-            partition: 2,
-            offset: 41,
-            timestamp_ms: Some(1_700_000_000_123),
-            key: Some(Bytes::from_static(b"k-1")),
             value: Some(Bytes::from_static(b"\x00\xffbody")),
-            headers: vec![],
-            received_at: Instant::now(),
+            ..Record::example()
         }
     }
 

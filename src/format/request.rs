@@ -130,8 +130,7 @@ impl RequestTemplate {
 mod tests {
     use super::*;
     use crate::config::{Config, Secret};
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -144,20 +143,16 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            topic: Arc::from("orders"),
             partition: 1,
             offset: 9,
             timestamp_ms: Some(1_700_000_000_000),
             key: Some(Bytes::from_static(b"k")),
             value: Some(Bytes::from_static(b"{\"n\":1}")),
-            headers: vec![
-                (
-                    "content-type".into(),
-                    Some(Bytes::from_static(b"application/json")),
-                ),
-                ("ce_ignored".into(), Some(Bytes::from_static(b"x"))),
-            ],
-            received_at: Instant::now(),
+            headers: Record::example_headers(&[
+                ("content-type", b"application/json"),
+                ("ce_ignored", b"x"),
+            ]),
+            ..Record::example()
         }
     }
 

@@ -386,7 +386,8 @@ pub fn series(text: &str, name: &str) -> Option<f64> {
 }
 
 /// GETs a path of the admin server on `port`; `None` if it does not answer.
-fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// GETs an admin path on 127.0.0.1:`port`; `None` while the server does not answer.
+pub fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
