@@ -1,10 +1,12 @@
 //! The benchmark's own tools, driven by `bench/run.py`; not part of the product.
 //!
 //! - `receiver`: a fast HTTP endpoint (hyper, HTTP/1.1 keep-alive) that answers 200 after
-//!   an optional delay, counts requests and distinct records (the sequence number at the
-//!   start of each body) and measures each record's latency from its `kafka-timestamp`
-//!   header (the broker's append time with `LogAppendTime`) to its arrival. `GET /stats`
-//!   reports, `POST /reset` clears.
+//!   an optional delay, counts requests, records received and distinct records (the
+//!   sequence number at the start of each value) and measures each record's latency from
+//!   its timestamp (the broker's append time with `LogAppendTime`) to its arrival. A request
+//!   is one record, or a batch (the sidecar's `delivery.batch` bodies, Benthos's multipart
+//!   batches): `receiver_bodies` finds the records by Content-Type. `GET /stats` reports,
+//!   `POST /reset` clears.
 //! - `create-topic`: a topic with `message.timestamp.type=LogAppendTime`.
 //! - `produce`: a backlog of fixed-size keyed records, as fast as the broker takes them.
 //! - `produce-rate`: an open-loop producer at a fixed rate (sends on schedule, never waits
@@ -20,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::{Request, Response, StatusCode};
@@ -37,6 +38,10 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
 use tokio::net::TcpListener;
+
+#[path = "receiver_bodies.rs"]
+mod receiver_bodies;
+use receiver_bodies::{Entry, Malformed};
 
 #[derive(Parser)]
 #[command(about = "Benchmark tools for kafka-webhook-sidecar (driven by bench/run.py)")]
@@ -224,11 +229,17 @@ fn unix_micros() -> u64 {
 #[derive(Default)]
 struct Tally {
     requests: u64,
+    /// Records received, duplicates included (a batch request carries many).
+    records: u64,
     duplicates: u64,
     distinct: u64,
+    /// Batch requests whose body did not parse as its Content-Type says, or held another
+    /// number of entries than its `kafka-batch-records` header.
+    malformed: u64,
+    last_malformed: Option<String>,
     /// Bit per sequence number seen.
     seen: Vec<u64>,
-    /// Microseconds from append time to arrival, one per request that carried a timestamp.
+    /// Microseconds from append time to arrival, one per record that carried a timestamp.
     latencies_us: Vec<i64>,
     first_us: u64,
     last_us: u64,
@@ -243,30 +254,40 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn record(&self, body: &[u8], timestamp_ms: Option<i64>) {
+    /// Counts one request and its records, all arrived now (parsed before, outside the lock).
+    fn record(&self, entries: &[Entry]) {
         let now = unix_micros();
-        let seq = parse_seq(body);
         let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         tally.requests += 1;
+        tally.records += entries.len() as u64;
         if tally.first_us == 0 {
             tally.first_us = now;
         }
         tally.last_us = now;
-        if let Some(ms) = timestamp_ms {
-            tally.latencies_us.push(now as i64 - ms * 1000);
-        }
-        if let Some(seq) = seq {
-            let (word, bit) = ((seq / 64) as usize, seq % 64);
-            if tally.seen.len() <= word {
-                tally.seen.resize(word + 1024, 0);
+        for entry in entries {
+            if let Some(ms) = entry.timestamp_ms {
+                tally.latencies_us.push(now as i64 - ms * 1000);
             }
-            if tally.seen[word] & (1 << bit) != 0 {
-                tally.duplicates += 1;
-            } else {
-                tally.seen[word] |= 1 << bit;
-                tally.distinct += 1;
+            if let Some(seq) = entry.seq {
+                let (word, bit) = ((seq / 64) as usize, seq % 64);
+                if tally.seen.len() <= word {
+                    tally.seen.resize(word + 1024, 0);
+                }
+                if tally.seen[word] & (1 << bit) != 0 {
+                    tally.duplicates += 1;
+                } else {
+                    tally.seen[word] |= 1 << bit;
+                    tally.distinct += 1;
+                }
             }
         }
+    }
+
+    fn malformed(&self, Malformed(error): Malformed) {
+        let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        tally.requests += 1;
+        tally.malformed += 1;
+        tally.last_malformed = Some(error);
     }
 
     fn stats(&self) -> serde_json::Value {
@@ -274,6 +295,9 @@ impl Receiver {
         let tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         let mut stats = json!({
             "requests": tally.requests,
+            "records": tally.records,
+            "malformed": tally.malformed,
+            "last_malformed": tally.last_malformed,
             "distinct": tally.distinct,
             "duplicates": tally.duplicates,
             "first_us": tally.first_us,
@@ -305,26 +329,6 @@ impl Receiver {
         self.peak_in_flight
             .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
-}
-
-/// The sequence number at the start of a benchmark value: ASCII digits up to the first `|`;
-/// in a CloudEvents structured body, at the start of the value in `data_base64`.
-fn parse_seq(body: &[u8]) -> Option<u64> {
-    if body.first() == Some(&b'{') {
-        const MEMBER: &[u8] = b"\"data_base64\":\"";
-        let start = body
-            .windows(MEMBER.len())
-            .position(|window| window == MEMBER)?
-            + MEMBER.len();
-        // 28 base64 characters are the first 21 bytes: enough for `{seq}|`.
-        let encoded = body.get(start..start + 28)?;
-        let value = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()?;
-        return parse_seq(&value);
-    }
-    let end = body.iter().take(20).position(|b| *b == b'|')?;
-    std::str::from_utf8(&body[..end]).ok()?.parse().ok()
 }
 
 async fn receiver(listen: SocketAddr, delay: Duration) -> Result<()> {
@@ -369,11 +373,10 @@ async fn handle(
     state
         .peak_in_flight
         .fetch_max(now_in_flight, Ordering::Relaxed);
-    let timestamp_ms = req
-        .headers()
-        .get("kafka-timestamp")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let timestamp_ms = header("kafka-timestamp").and_then(|v| v.parse::<i64>().ok());
+    let batch_records = header("kafka-batch-records").and_then(|v| v.parse::<usize>().ok());
+    let content_type = header("content-type").map(str::to_owned);
     let body = match req.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => {
@@ -383,7 +386,22 @@ async fn handle(
             return Ok(response);
         }
     };
-    state.record(&body, timestamp_ms);
+    let parsed = receiver_bodies::entries(content_type.as_deref(), &body, timestamp_ms).and_then(
+        |entries| match batch_records {
+            Some(n) if n != entries.len() => Err(Malformed(format!(
+                "kafka-batch-records: {n}, but {} entries in the body",
+                entries.len()
+            ))),
+            _ => Ok(entries),
+        },
+    );
+    match parsed {
+        Ok(entries) => state.record(&entries),
+        // Acknowledged all the same, so that a sender with a blocking failure policy does
+        // not stall the run: its records are missing from `distinct`, which fails the run,
+        // and `malformed` / `last_malformed` say why.
+        Err(error) => state.malformed(error),
+    }
     if !state.delay.is_zero() {
         tokio::time::sleep(state.delay).await;
     }
@@ -520,5 +538,39 @@ fn wait_committed(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_counts_one_request_and_each_record() {
+        let receiver = Receiver {
+            delay: Duration::ZERO,
+            tally: Mutex::new(Tally::default()),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
+        };
+        let now_ms = (unix_micros() / 1000) as i64;
+        let entry = |seq, timestamp_ms| Entry { seq, timestamp_ms };
+        // A record, its duplicate, a tombstone (no sequence), a record without timestamp.
+        receiver.record(&[
+            entry(Some(7), Some(now_ms)),
+            entry(Some(7), Some(now_ms)),
+            entry(None, Some(now_ms)),
+            entry(Some(8), None),
+        ]);
+        receiver.record(&[entry(Some(9), Some(now_ms))]);
+        receiver.malformed(Malformed("JSON array: EOF".into()));
+        let stats = receiver.stats();
+        assert_eq!(stats["requests"], 3);
+        assert_eq!(stats["records"], 5);
+        assert_eq!(stats["distinct"], 3);
+        assert_eq!(stats["duplicates"], 1);
+        assert_eq!(stats["malformed"], 1);
+        assert_eq!(stats["last_malformed"], "JSON array: EOF");
+        assert_eq!(stats["latency_ms"]["count"], 4);
     }
 }
