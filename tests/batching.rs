@@ -650,3 +650,65 @@ async fn wait_entries_raw(endpoint: &Endpoint, count: usize) {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cloudevents_batches_are_signed_and_read_with_the_official_sdks() {
+    use cloudevents::{AttributesReader, Event};
+    use kafka_webhook_sidecar::config::{Format, Secret};
+    use standardwebhooks::Webhook;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let topic = unique("batch-ce");
+    let group = unique("batch-ce-group");
+    create_topic(&topic, 1).await;
+    let produced = produce_keyed(&topic, 4, 40).await;
+    let endpoint = Endpoint::start().await;
+    let mut config = batch_config(&group, &topic, &endpoint.url(), DeliveryOrdering::Partition);
+    config.delivery.format = Format::CloudeventsStructured;
+    config.delivery.signing.secrets = vec![Secret(SECRET.to_string())];
+    let _sidecar = Sidecar::start_ready(&config).await;
+    let events = || -> Vec<Event> {
+        endpoint
+            .successful_requests()
+            .iter()
+            .flat_map(|request| {
+                serde_json::from_slice::<Vec<Event>>(&request.body)
+                    .expect("the CloudEvents SDK reads the batch")
+            })
+            .collect()
+    };
+    wait_until(
+        LONG,
+        lazy(|| format!("40 events arrive: {}", events().len())),
+        || events().len() >= 40,
+    )
+    .await;
+    let webhook = Webhook::new(SECRET).unwrap();
+    for request in endpoint.successful_requests() {
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/cloudevents-batch+json")
+        );
+        webhook
+            .verify(&request.body, &request.headers)
+            .expect("standardwebhooks verifies the batch body as sent");
+        assert_eq!(request.header("webhook-id"), request.idempotency_id());
+    }
+    let events = events();
+    let ids: BTreeSet<String> = events.iter().map(|event| event.id().to_string()).collect();
+    let expected: BTreeSet<String> = (0..40)
+        .map(|offset| format!("{topic}-0-{offset}"))
+        .collect();
+    assert_eq!(
+        ids, expected,
+        "each entry carries the record's idempotency id"
+    );
+    let keyed: BTreeSet<Keyed> = events
+        .iter()
+        .filter_map(|event| {
+            let data: serde_json::Value = event.data()?.clone().try_into().ok()?;
+            parse_payload(&serde_json::to_vec(&data).ok()?)
+        })
+        .collect();
+    assert_eq!(keyed, produced.into_iter().collect());
+}
