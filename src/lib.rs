@@ -13,10 +13,10 @@
 //! - [`record`]: the owned record every stage passes along.
 //! - [`ops`]: metrics, the events that write a log line and a metric together, health,
 //!   the admin server (`/metrics`, `/healthz`, `/readyz`), the log subscriber.
-//! - [`format`]: the HTTP request built from a record (the endpoint contract: raw,
-//!   CloudEvents binary or structured, Standard Webhooks signatures). Pure.
-//! - [`delivery`]: one record until it is disposed of: the attempt loop, the pure retry and
-//!   failure policy, the pooled HTTP client with its TLS configuration and credentials (files
+//! - [`format`]: the HTTP request built from a record or a batch (the endpoint contract: raw,
+//!   CloudEvents binary or structured, batch bodies, Standard Webhooks signatures). Pure.
+//! - [`delivery`]: one record (or one batch, entry by entry) until it is disposed of: the
+//!   attempt loops, the pure retry and failure policy, per-entry results, the pooled HTTP client with its TLS configuration and credentials (files
 //!   re-read when they change, OAuth2 tokens); the network behind two small traits.
 //! - [`partition`]: one partition's worker task, its offset watermark and its ordering
 //!   scheduler (both pure, property-tested); reads records from a `PartitionSource`.

@@ -705,6 +705,26 @@ fn cases() -> Vec<Case> {
             &["delivery.retry.retryable_statuses"],
         ),
         Case::error(
+            "batch of zero records",
+            with("  batch:\n    max_records: 0\n"),
+            &["`delivery.batch.max_records`", "between 1 and 10000"],
+        ),
+        Case::error(
+            "batch max_bytes below 1 KiB",
+            with("  batch:\n    max_bytes: 100\n"),
+            &["`delivery.batch.max_bytes`", "between 1024"],
+        ),
+        Case::error(
+            "ndjson batch with CloudEvents",
+            with("  format: cloudevents-structured\n  batch:\n    encoding: ndjson\n"),
+            &["`delivery.batch.encoding`", "CloudEvents JSON batch"],
+        ),
+        Case::error(
+            "unknown batch key",
+            with("  batch:\n    size: 10\n"),
+            &["delivery.batch", "unknown field `size`"],
+        ),
+        Case::error(
             "empty topics",
             replacing("[orders]", "[]"),
             &["`kafka.topics`", "is empty", "at least one topic"],

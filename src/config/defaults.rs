@@ -58,3 +58,12 @@ pub(crate) fn cloudevents_source() -> String {
 pub(crate) fn cloudevents_type() -> String {
     "dev.knative.kafka.event".into()
 }
+pub(crate) fn batch_max_records() -> usize {
+    500
+}
+pub(crate) fn batch_max_bytes() -> usize {
+    1 << 20
+}
+pub(crate) fn batch_max_wait() -> Duration {
+    Duration::from_millis(5)
+}

@@ -14,7 +14,7 @@ use super::duration::serde_text;
 use super::format::{self, CloudEventsConfig, Format, SigningConfig};
 use super::kafka::valid_topic;
 use super::settings::{DeliverySettings, Endpoint, FailureAction};
-use super::{invalid, AuthConfig, ConfigError, TlsConfig};
+use super::{invalid, AuthConfig, BatchConfig, ConfigError, TlsConfig};
 
 /// HTTP delivery.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -68,6 +68,9 @@ pub struct DeliveryConfig {
     /// Credentials that rotate: a bearer token read from a file, or OAuth2 client credentials.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Many records per request with a result per record; off when absent.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -253,6 +256,11 @@ impl DeliveryConfig {
             .tls
             .validate(uri.scheme_str() == Some("https") || token_over_https)?;
         let auth = self.auth.validate(&headers)?;
+        let batch = self
+            .batch
+            .as_ref()
+            .map(|batch| batch.validate(self.format))
+            .transpose()?;
         Ok(DeliverySettings {
             endpoint: Endpoint {
                 method,
@@ -272,6 +280,7 @@ impl DeliveryConfig {
             retry: self.retry.clone(),
             on_failure: self.failure_action(consumed)?,
             format,
+            batch,
         })
     }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation;
 //!   [`format`]: the `delivery` keys that shape the request (format, CloudEvents, signing).
-//!   [`tls`] and [`auth`]: `delivery.tls` and `delivery.auth` (their files are read by
+//!   [`batch`]: `delivery.batch`. [`tls`] and [`auth`]: `delivery.tls` and `delivery.auth` (their files are read by
 //!   `delivery::tls` and `delivery::auth`, keeping this module free of I/O).
 //! - [`settings`]: the validated runtime value; [`defaults`]: every default in one place.
 //! - [`duration`] (`250ms`, `10s`) and [`interpolate`] (`${VAR}`, `${VAR:-default}`).
@@ -16,6 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod auth;
+pub mod batch;
 mod defaults;
 pub mod delivery;
 pub mod duration;
@@ -28,6 +29,7 @@ pub mod settings;
 pub mod tls;
 
 pub use auth::{AuthConfig, AuthSettings, OAuth2Config, OAuth2Settings};
+pub use batch::{BatchBody, BatchConfig, BatchEncoding, BatchSettings};
 pub use delivery::{DeliveryConfig, FailurePolicy, Ordering, RetryConfig, StatusRange};
 pub use format::{CloudEventsConfig, Format, SigningConfig};
 pub use interpolate::{interpolate, InterpolationError};
@@ -114,6 +116,7 @@ impl Config {
                 signing: SigningConfig::default(),
                 tls: TlsConfig::default(),
                 auth: AuthConfig::default(),
+                batch: None,
             },
             shutdown: ShutdownConfig::default(),
             admin: AdminConfig::default(),

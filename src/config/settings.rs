@@ -9,8 +9,8 @@ use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
 use super::{
-    AuthSettings, Format, KafkaConfig, LogConfig, Ordering, RetryConfig, ShutdownConfig,
-    TlsSettings,
+    AuthSettings, BatchSettings, Format, KafkaConfig, LogConfig, Ordering, RetryConfig,
+    ShutdownConfig, TlsSettings,
 };
 
 /// A validated configuration, ready to run.
@@ -35,6 +35,8 @@ pub struct DeliverySettings {
     pub on_failure: FailureAction,
     /// What the request looks like: format, CloudEvents attributes, signing keys.
     pub format: FormatSettings,
+    /// Batching limits and body; `None` = one record per request.
+    pub batch: Option<BatchSettings>,
 }
 
 /// The endpoint and the parts of every request that do not depend on the record.

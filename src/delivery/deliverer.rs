@@ -121,7 +121,7 @@ impl<T: Transport> Deliverer<T> {
 
     /// Writes the record to the dead-letter sink until it is stored (then it counts as
     /// acknowledged) or the drain abandons it; write failures back off like attempts.
-    async fn dead_letter(
+    pub(super) async fn dead_letter(
         &self,
         sink: &dyn DeadLetterSink,
         record: &Record,
@@ -166,112 +166,10 @@ mod tests {
     //! The loop driven by a scripted transport under paused time: retry counts, `Retry-After`,
     //! `max_attempts`, each failure policy, and drains.
 
-    use std::collections::VecDeque;
+    use super::*;
     use std::sync::Mutex;
 
-    use bytes::Bytes;
-    use http::Request;
-    use http_body_util::Full;
-
-    use super::*;
-    use crate::config::Config;
-    use crate::delivery::BoxFuture;
-
-    /// Answers attempts from a script (the last answer repeats), recording when each came.
-    struct Scripted {
-        answers: Mutex<VecDeque<AttemptOutcome>>,
-        sent: Mutex<Vec<tokio::time::Instant>>,
-        hang: bool,
-    }
-
-    impl Scripted {
-        fn new(answers: Vec<AttemptOutcome>) -> Self {
-            Self {
-                answers: Mutex::new(answers.into()),
-                sent: Mutex::new(Vec::new()),
-                hang: false,
-            }
-        }
-
-        fn sent(&self) -> Vec<tokio::time::Instant> {
-            self.sent.lock().unwrap().clone()
-        }
-    }
-
-    impl Transport for Scripted {
-        async fn send(&self, _: Request<Full<Bytes>>, _: Duration) -> AttemptOutcome {
-            self.sent.lock().unwrap().push(tokio::time::Instant::now());
-            if self.hang {
-                std::future::pending::<()>().await;
-            }
-            let mut answers = self.answers.lock().unwrap();
-            match answers.len() {
-                0 => panic!("no scripted answer"),
-                1 => answers[0].clone(),
-                _ => answers.pop_front().unwrap(),
-            }
-        }
-    }
-
-    /// A dead-letter sink that fails `failures` times, then stores.
-    #[derive(Default)]
-    struct Sink {
-        failures: Mutex<u32>,
-        stored: Mutex<Vec<(i64, u32, String)>>,
-    }
-
-    impl DeadLetterSink for Sink {
-        fn topic(&self) -> &str {
-            "dlq"
-        }
-
-        fn write<'a>(
-            &'a self,
-            record: &'a Record,
-            last: &'a AttemptOutcome,
-            attempts: u32,
-        ) -> BoxFuture<'a, Result<(), String>> {
-            Box::pin(async move {
-                let mut failures = self.failures.lock().unwrap();
-                if *failures > 0 {
-                    *failures -= 1;
-                    return Err("broker unavailable".into());
-                }
-                self.stored
-                    .lock()
-                    .unwrap()
-                    .push((record.offset, attempts, last.describe()));
-                Ok(())
-            })
-        }
-    }
-
-    fn status(status: u16) -> AttemptOutcome {
-        AttemptOutcome::Status {
-            status,
-            retry_after: None,
-        }
-    }
-
-    fn deliverer(
-        transport: Scripted,
-        max_attempts: u32,
-        on_failure: OnFailure,
-    ) -> Arc<Deliverer<Scripted>> {
-        let config = Config::new("b", "g", &["t"], "http://127.0.0.1:1/x");
-        let settings = config.settings().unwrap();
-        let mut retry = settings.delivery.retry.clone();
-        retry.max_attempts = max_attempts;
-        Arc::new(Deliverer {
-            transport,
-            template: RequestTemplate::new(&settings.delivery),
-            timeout: Duration::from_secs(1),
-            retry,
-            on_failure,
-            metrics: Metrics::new(),
-            jitter: || 0.5,
-        })
-    }
+    use crate::delivery::fakes::{counter, deliverer, status, Scripted, Sink};
 
     fn record() -> Record {
         Record {
@@ -282,13 +180,6 @@ mod tests {
             key: None,
             ..Record::example()
         }
-    }
-
-    fn counter(deliverer: &Deliverer<Scripted>, series: &str) -> u64 {
-        let text = deliverer.metrics.render();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0)
     }
 
     #[tokio::test(start_paused = true)]

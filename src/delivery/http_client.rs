@@ -24,6 +24,9 @@ use crate::ops::Metrics;
 
 /// Response bodies larger than this are not read to the end (the connection is dropped).
 const MAX_DRAINED_BODY: usize = 1 << 20;
+/// A batch answer's body is read for per-entry results up to this size (10,000 entries of
+/// long ids fit); a larger body counts as a plain 2xx.
+const MAX_RESULTS_BODY: usize = 4 << 20;
 
 /// A pooled keep-alive client for the endpoint (HTTP/1.1, HTTP/2 by ALPN or prior knowledge).
 #[derive(Clone)]
@@ -113,37 +116,63 @@ impl HttpClient {
 impl Transport for HttpClient {
     /// Sends one attempt and reads the answer, all within `timeout` (an OAuth2 token fetch
     /// and the one repeat after a 401 included).
-    async fn send(&self, mut request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
+    async fn send(&self, request: Request<Full<Bytes>>, timeout: Duration) -> AttemptOutcome {
+        self.attempt(request, timeout, 0).await.0
+    }
+
+    async fn send_for_body(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> (AttemptOutcome, Bytes) {
+        self.attempt(request, timeout, MAX_RESULTS_BODY).await
+    }
+}
+
+impl HttpClient {
+    /// One attempt; a 2xx answer's body is kept when it is at most `keep` bytes.
+    async fn attempt(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        timeout: Duration,
+        keep: usize,
+    ) -> (AttemptOutcome, Bytes) {
         let pool = self.pool();
         let attempt = async {
             let Auth::OAuth2(oauth2) = &self.shared.auth else {
                 self.shared.auth.apply(request.headers_mut());
-                return exchange(&pool, request).await;
+                return exchange(&pool, request, keep).await;
             };
             let token = oauth2.token(&pool, None).await?;
             let repeat = copy(&request);
             request.headers_mut().insert(AUTHORIZATION, token.value);
-            let outcome = exchange(&pool, request).await?;
-            if outcome.status() != Some(401) {
-                return Ok(outcome);
+            let answer = exchange(&pool, request, keep).await?;
+            if answer.0.status() != Some(401) {
+                return Ok(answer);
             }
             // The token was revoked or expired early: one new token, one more try; a second
             // 401 goes to the retry policy like any other answer.
             let fresh = oauth2.token(&pool, Some(token.generation)).await?;
             let mut repeat = repeat;
             repeat.headers_mut().insert(AUTHORIZATION, fresh.value);
-            exchange(&pool, repeat).await
+            exchange(&pool, repeat, keep).await
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Err(_) => AttemptOutcome::Timeout,
-            Ok(Err(reason)) => AttemptOutcome::Connection(reason),
-            Ok(Ok(outcome)) => outcome,
+            Err(_) => (AttemptOutcome::Timeout, Bytes::new()),
+            Ok(Err(reason)) => (AttemptOutcome::Connection(reason), Bytes::new()),
+            Ok(Ok(answer)) => answer,
         }
     }
 }
 
-/// One request and its answer; the body is drained so the connection is reused.
-async fn exchange(pool: &Pool, request: Request<Full<Bytes>>) -> Result<AttemptOutcome, String> {
+/// One request and its answer; the body is drained so the connection is reused. A 2xx body
+/// of at most `keep` bytes is returned (a larger one is not read to the end and returned
+/// empty); a 2xx body that breaks off while kept is `BadResults` (its results are unknown).
+async fn exchange(
+    pool: &Pool,
+    request: Request<Full<Bytes>>,
+    keep: usize,
+) -> Result<(AttemptOutcome, Bytes), String> {
     let response = pool.request(request).await.map_err(describe_error)?;
     let status = response.status().as_u16();
     let retry_after = response
@@ -151,24 +180,41 @@ async fn exchange(pool: &Pool, request: Request<Full<Bytes>>) -> Result<AttemptO
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
+    let keep = if (200..300).contains(&status) {
+        keep
+    } else {
+        0
+    };
+    let mut kept = Vec::new();
     let mut body = response.into_body();
     let mut read = 0usize;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => {
-                read += frame.data_ref().map_or(0, Bytes::len);
-                if read > MAX_DRAINED_BODY {
+                let data = frame.data_ref().map_or(&[][..], |data| data.as_ref());
+                read += data.len();
+                if read <= keep {
+                    kept.extend_from_slice(data);
+                } else {
+                    kept.clear();
+                }
+                if read > MAX_DRAINED_BODY.max(keep) {
                     break;
                 }
             }
             // The status is what counts; a broken body only costs the connection.
+            Err(error) if keep > 0 => {
+                let reason = format!("the answer's body broke off: {error}");
+                return Ok((AttemptOutcome::BadResults { status, reason }, Bytes::new()));
+            }
             Err(_) => break,
         }
     }
-    Ok(AttemptOutcome::Status {
+    let outcome = AttemptOutcome::Status {
         status,
         retry_after,
-    })
+    };
+    Ok((outcome, Bytes::from(kept)))
 }
 
 /// A copy of a request (the body is reference-counted bytes), for the repeat after a 401.

@@ -20,18 +20,22 @@ use tokio_util::sync::CancellationToken;
 use crate::record::Record;
 
 pub mod auth;
+pub mod batch;
 pub mod connector;
 pub mod deliverer;
+#[cfg(test)]
+pub mod fakes;
 pub mod http_client;
 pub mod oauth2;
 pub mod policy;
+pub mod results;
 pub mod retry;
 pub mod tls;
 pub mod watched;
 
 pub use deliverer::Deliverer;
 pub use http_client::HttpClient;
-pub use retry::AttemptOutcome;
+pub use retry::{AttemptOutcome, EntryResult};
 
 /// Signals from a partition's owner to its deliveries.
 #[derive(Clone, Default)]
@@ -68,6 +72,14 @@ pub trait Transport: Send + Sync + 'static {
         request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> impl Future<Output = AttemptOutcome> + Send;
+
+    /// Like [`send`](Self::send), and returns a 2xx answer's body (empty otherwise, or when
+    /// it is too large to hold results): a batch's per-entry results.
+    fn send_for_body(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> impl Future<Output = (AttemptOutcome, Bytes)> + Send;
 }
 
 /// A boxed future, for the rarely used dead-letter path.

@@ -18,6 +18,22 @@ pub enum AttemptOutcome {
     Timeout,
     /// Could not connect, or the connection broke before an answer.
     Connection(String),
+    /// A batch entry the endpoint answered (`status`, a 2xx) with a per-entry RETRY or DROP,
+    /// or left out of its results (RETRY).
+    Entry { status: u16, result: EntryResult },
+    /// A 2xx answer to a batch whose per-entry results could not be read (retried).
+    BadResults { status: u16, reason: String },
+}
+
+/// A per-entry result that did not acknowledge the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryResult {
+    /// `RETRY` (or an unknown status): send the entry again.
+    Retry,
+    /// Missing from the results: counts as RETRY.
+    Missing,
+    /// `DROP`: the receiver gives up on the entry.
+    Drop,
 }
 
 impl AttemptOutcome {
@@ -27,6 +43,9 @@ impl AttemptOutcome {
             Self::Status { status, .. } => StatusClass::of_status(*status),
             Self::Timeout => StatusClass::Timeout,
             Self::Connection(_) => StatusClass::ConnectionError,
+            Self::Entry { status, .. } | Self::BadResults { status, .. } => {
+                StatusClass::of_status(*status)
+            }
         }
     }
 
@@ -37,12 +56,22 @@ impl AttemptOutcome {
             Self::Status { status, .. } => format!("HTTP {status}"),
             Self::Timeout => "attempt timed out".into(),
             Self::Connection(reason) => format!("connection error: {reason}"),
+            Self::Entry { status, result } => match result {
+                EntryResult::Retry => format!("HTTP {status}, entry result RETRY"),
+                EntryResult::Missing => format!("HTTP {status}, entry missing from the results"),
+                EntryResult::Drop => format!("HTTP {status}, entry result DROP"),
+            },
+            Self::BadResults { status, reason } => {
+                format!("HTTP {status}, unreadable batch results: {reason}")
+            }
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Status { status, .. } => Some(*status),
+            Self::Status { status, .. }
+            | Self::Entry { status, .. }
+            | Self::BadResults { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -61,6 +90,7 @@ pub enum Verdict {
 
 /// Classifies an outcome: 2xx success; statuses in `retryable` and transport failures
 /// retry; every other status (other 4xx, 3xx — redirects are not followed — 501) fails.
+/// A batch entry answered RETRY or left out, and unreadable results, retry; DROP fails.
 pub fn classify(outcome: &AttemptOutcome, retryable: &[StatusRange]) -> Verdict {
     match outcome {
         AttemptOutcome::Status { status, .. } if (200..300).contains(status) => Verdict::Success,
@@ -72,6 +102,15 @@ pub fn classify(outcome: &AttemptOutcome, retryable: &[StatusRange]) -> Verdict 
             }
         }
         AttemptOutcome::Timeout | AttemptOutcome::Connection(_) => Verdict::Retry,
+        AttemptOutcome::Entry {
+            result: EntryResult::Retry | EntryResult::Missing,
+            ..
+        }
+        | AttemptOutcome::BadResults { .. } => Verdict::Retry,
+        AttemptOutcome::Entry {
+            result: EntryResult::Drop,
+            ..
+        } => Verdict::Fail,
     }
 }
 

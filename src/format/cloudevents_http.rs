@@ -72,6 +72,18 @@ pub fn structured(event: &CloudEvent, headers: &mut HeaderMap) -> Bytes {
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(STRUCTURED_UTF8));
     let mut out = Vec::with_capacity(256 + data_len(&event.data) * 4 / 3);
+    write_structured(event, &mut out);
+    Bytes::from(out)
+}
+
+/// Appends the event's JSON document to `out`: the record's own document when the event came
+/// structured, otherwise one written from the attributes (JSON data, declared JSON and valid,
+/// embedded as `data`, anything else as `data_base64`). Batches use it for each entry.
+pub fn write_structured(event: &CloudEvent, out: &mut Vec<u8>) {
+    if let Some(document) = &event.structured {
+        out.extend_from_slice(document);
+        return;
+    }
     out.push(b'{');
     let mut first = true;
     let mut member = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
@@ -84,28 +96,27 @@ pub fn structured(event: &CloudEvent, headers: &mut HeaderMap) -> Bytes {
         out.extend_from_slice(value);
     };
     for (name, value) in &event.attributes {
-        member(&mut out, name, value.to_string().as_bytes());
+        member(out, name, value.to_string().as_bytes());
     }
     if let Some(content_type) = &event.datacontenttype {
         let value = Value::String(content_type.clone()).to_string();
-        member(&mut out, "datacontenttype", value.as_bytes());
+        member(out, "datacontenttype", value.as_bytes());
     }
     match &event.data {
         Data::None => {}
-        Data::Json(raw) => member(&mut out, "data", raw.get().as_bytes()),
+        Data::Json(raw) => member(out, "data", raw.get().as_bytes()),
         Data::Bytes(bytes) => {
             let embed = event.datacontenttype.as_deref().is_some_and(is_json)
                 && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
             if embed {
-                member(&mut out, "data", bytes);
+                member(out, "data", bytes);
             } else {
                 let encoded = Value::String(BASE64.encode(bytes)).to_string();
-                member(&mut out, "data_base64", encoded.as_bytes());
+                member(out, "data_base64", encoded.as_bytes());
             }
         }
     }
     out.push(b'}');
-    Bytes::from(out)
 }
 
 fn data_len(data: &Data) -> usize {

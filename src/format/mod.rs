@@ -7,13 +7,16 @@
 //! - [`cloudevent`]: a record as a CloudEvent (the one it already is in the Kafka binding,
 //!   or a new one wrapping it); [`cloudevents_http`]: that event in HTTP binary or
 //!   structured mode.
+//! - [`batch`]: batch bodies (JSON array or NDJSON of envelopes, CloudEvents JSON batch).
 //! - [`signing`]: Standard Webhooks signatures.
 
+pub mod batch;
 pub mod cloudevent;
 pub mod cloudevents_http;
 pub mod raw;
 pub mod request;
 pub mod signing;
 
+pub use batch::{BatchBuilder, BatchEncoder};
 pub use raw::IDEMPOTENCY_KEY;
 pub use request::{Prepared, RequestTemplate};

@@ -5,13 +5,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, USER_AGENT};
+use http::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 
+use super::batch::{self, BatchEncoder};
 use super::cloudevent::{is_attribute_header, CloudEvent};
 use super::cloudevents_http;
-use super::raw::{metadata_headers, IDEMPOTENCY_KEY};
+use super::raw::{metadata_headers, number_or_text, IDEMPOTENCY_KEY};
 use super::signing::{Signer, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use crate::config::{CloudEventsSettings, DeliverySettings, Format};
 use crate::record::Record;
@@ -27,6 +28,8 @@ pub struct RequestTemplate {
     format: Format,
     cloudevents: CloudEventsSettings,
     signer: Option<Signer>,
+    /// The batch body writer when `delivery.batch` is on.
+    batch: Option<BatchEncoder>,
 }
 
 /// A record's headers and body, the same on every attempt.
@@ -55,7 +58,57 @@ impl RequestTemplate {
             format: delivery.format.format,
             cloudevents: delivery.format.cloudevents.clone(),
             signer: Signer::new(&delivery.format.signing),
+            batch: delivery.batch.map(|batch| {
+                BatchEncoder::new(
+                    batch.body,
+                    delivery.format.cloudevents.clone(),
+                    endpoint
+                        .content_type
+                        .to_str()
+                        .unwrap_or("application/octet-stream")
+                        .to_string(),
+                )
+            }),
         }
+    }
+
+    /// The batch body writer, when batching is on.
+    pub fn batch_encoder(&self) -> Option<&BatchEncoder> {
+        self.batch.as_ref()
+    }
+
+    /// The headers of a batch request carrying `body` with the entries of `records` (one
+    /// partition, offset order, at least one): `content-type` of the batch body,
+    /// `idempotency-key` (also the `webhook-id`) `{topic}-{partition}-{first}-{last}-{count}`,
+    /// `kafka-topic`, `kafka-partition`, `kafka-batch-records`, then the configured headers.
+    pub fn prepare_batch(&self, records: &[Record], body: Bytes) -> Prepared {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, self.user_agent.clone());
+        let content_type = self
+            .batch
+            .as_ref()
+            .map_or(batch::JSON_CONTENT_TYPE, BatchEncoder::content_type);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let mut id = None;
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            let value = number_or_text(&format!(
+                "{}-{}-{}-{}-{}",
+                first.topic,
+                first.partition,
+                first.offset,
+                last.offset,
+                records.len()
+            ));
+            headers.insert(IDEMPOTENCY_KEY, value.clone());
+            id = Some(value);
+            headers.insert("kafka-topic", number_or_text(&first.topic));
+            headers.insert("kafka-partition", HeaderValue::from(first.partition));
+        }
+        headers.insert("kafka-batch-records", HeaderValue::from(records.len()));
+        for (name, value) in &self.static_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        Prepared { id, headers, body }
     }
 
     /// The headers and body of `record`'s request in the configured format.

@@ -153,6 +153,56 @@ pub fn retry_scheduled(
     }
 }
 
+/// A batch request's entries failed (the whole batch, or entries answered RETRY) and will be
+/// sent again after `delay`: counted per entry like single retries, logged once per batch
+/// (at warn on attempts 1, 2, 4, 8, …, else at debug).
+pub fn batch_retry_scheduled(
+    metrics: &Metrics,
+    first: &Record,
+    entries: usize,
+    attempts: u32,
+    error: &str,
+    delay: Duration,
+    blocking: bool,
+) {
+    metrics
+        .retries
+        .with_label_values(&[&first.topic])
+        .inc_by(entries as u64);
+    let delay_ms = delay.as_millis() as u64;
+    if attempts.is_power_of_two() {
+        warn!(
+            topic = %first.topic,
+            partition = first.partition,
+            first_offset = first.offset,
+            entries,
+            attempts,
+            error,
+            delay_ms,
+            blocking,
+            "Batch delivery failed for some entries, retrying them"
+        );
+    } else {
+        debug!(
+            topic = %first.topic,
+            partition = first.partition,
+            first_offset = first.offset,
+            entries,
+            attempts,
+            error,
+            delay_ms,
+            blocking,
+            "Batch delivery failed for some entries, retrying them"
+        );
+    }
+}
+
+/// A batch request is about to be sent for the first time.
+pub fn batch_sent(metrics: &Metrics, records: usize, bytes: usize) {
+    metrics.batch_records.observe(records as f64);
+    metrics.batch_bytes.observe(bytes as f64);
+}
+
 /// A record was acknowledged: delivered, dead-lettered or dropped. `error` is the last
 /// failure for the latter two; `dead_letter_topic` names where it went.
 pub fn record_disposed(
@@ -217,13 +267,14 @@ pub fn dead_letter_failed(metrics: &Metrics, record: &Record, error: &str, delay
     );
 }
 
-/// A delivery started or finished (the in-flight gauge).
-pub fn delivery_started(metrics: &Metrics) {
-    metrics.in_flight.inc();
+/// A delivery of `records` records (one, or a batch) started or finished (the in-flight
+/// gauge).
+pub fn delivery_started(metrics: &Metrics, records: usize) {
+    metrics.in_flight.add(records as i64);
 }
 
-pub fn delivery_finished(metrics: &Metrics) {
-    metrics.in_flight.dec();
+pub fn delivery_finished(metrics: &Metrics, records: usize) {
+    metrics.in_flight.sub(records as i64);
 }
 
 /// The group assigned partitions to this member.

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub credential_reloads: IntCounterVec,
     /// OAuth2 token requests by result: ok, error.
     pub oauth2_token_requests: IntCounterVec,
+    /// Records per batch request (batching on).
+    pub batch_records: Histogram,
+    /// Body bytes per batch request (batching on).
+    pub batch_bytes: Histogram,
 }
 
 impl Metrics {
@@ -83,6 +87,15 @@ impl Metrics {
         };
         let histogram = |name: &str, help: &str| {
             let buckets = exponential_buckets(0.01, 2.0, 14).expect("static buckets are valid");
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("static metric definition is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let sized = |name: &str, help: &str, buckets: prometheus::Result<Vec<f64>>| {
+            let buckets = buckets.expect("static buckets are valid");
             let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("static metric definition is valid");
             registry
@@ -186,6 +199,16 @@ impl Metrics {
                 "kws_oauth2_token_requests_total",
                 "OAuth2 token requests by result (ok, error).",
                 &["result"],
+            ),
+            batch_records: sized(
+                "kws_batch_records",
+                "Records per batch request (first attempt of each batch).",
+                exponential_buckets(1.0, 2.0, 15),
+            ),
+            batch_bytes: sized(
+                "kws_batch_bytes",
+                "Body bytes per batch request (first attempt of each batch).",
+                exponential_buckets(1024.0, 2.0, 17),
             ),
             registry,
         }

@@ -1,23 +1,38 @@
 //! One task per assigned partition: takes records from the partition's source into a bounded
-//! buffer, releases them to deliveries as the ordering mode allows, and stores the
-//! committable offset (lowest unacknowledged) after each acknowledgement. It runs inside a
-//! `partition` span carrying `topic` and `partition`.
+//! buffer, releases them to deliveries (one record each, or batches when `delivery.batch` is
+//! on) as the ordering mode allows, and stores the committable offset (lowest
+//! unacknowledged) after each acknowledgement. It runs inside a `partition` span carrying
+//! `topic` and `partition`.
+//!
+//! A batch is released as soon as the records waiting reach `max_records` or `max_bytes`, or
+//! when the oldest waiting record has waited `max_wait` and nothing more can be taken now
+//! (the partition queue is empty or the buffer full). Its entries are settled one by one on a
+//! channel as the endpoint's answers arrive.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn, Instrument};
 
 use super::offsets::OffsetTracker;
 use super::scheduler::{Key, Scheduler};
 use super::PartitionSource;
-use crate::config::Ordering;
+use crate::config::{BatchSettings, Ordering};
 use crate::delivery::{Deliverer, Disposition, Drain, HttpClient, Transport};
 use crate::ops::events::{self, PartitionMetrics};
 use crate::ops::{Health, Metrics};
 use crate::record::Record;
+
+/// Sleeps until `at` (a partial batch's `max_wait`); never when `None` (the branch is off).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How often a fenced worker checks whether it may deliver again.
 const FENCE_RECHECK: Duration = Duration::from_millis(100);
@@ -31,6 +46,8 @@ pub struct WorkerSettings {
     /// Bytes held (buffered and in flight) before the worker stops taking records; at least
     /// one record is always taken, however large.
     pub buffer_bytes: usize,
+    /// Batching limits; `None` = one record per request.
+    pub batch: Option<BatchSettings>,
 }
 
 /// What a finished worker leaves behind.
@@ -54,11 +71,23 @@ pub struct PartitionWorker<S, T = HttpClient> {
     pub health: Arc<Health>,
 }
 
+/// A finished delivery: what to give back to the scheduler and the buffer.
 struct Completed {
-    offset: i64,
-    key: Key,
+    released: Released,
+    /// Buffer bytes of its records.
     size: usize,
-    disposition: Disposition,
+    records: usize,
+}
+
+enum Released {
+    /// One record; its disposition.
+    Record {
+        offset: i64,
+        key: Key,
+        disposition: Disposition,
+    },
+    /// A batch (its entries were settled on the channel); the keys it held in `key` mode.
+    Batch { keys: Vec<Bytes> },
 }
 
 impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
@@ -76,6 +105,9 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         let mut tracker = OffsetTracker::new();
         let mut deliveries: JoinSet<Completed> = JoinSet::new();
         let mut held_bytes = 0usize;
+        // Bytes of the records waiting (not in flight), and whether the queue ran dry.
+        let mut waiting_bytes = 0usize;
+        let (settled_sender, mut settled) = mpsc::unbounded_channel::<(i64, Disposition)>();
         let mut draining = false;
         let mut stored: Option<i64> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -83,8 +115,10 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
 
         loop {
             // Take what the partition queue holds, up to the buffer bounds.
+            let mut queue_empty = false;
             while !draining && self.has_room(&scheduler, held_bytes) {
                 let Some(result) = self.source.poll() else {
+                    queue_empty = true;
                     break;
                 };
                 match result {
@@ -97,6 +131,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                         }
                         partition_metrics.record_received();
                         held_bytes += record.size_bytes();
+                        waiting_bytes += record.size_bytes();
                         scheduler.push(record.key.clone(), record);
                     }
                     Err(kafka_error) => {
@@ -108,24 +143,35 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             // After a freeze, start nothing until librdkafka had a chance to report a lost
             // assignment (a zombie must not deliver what the new owner delivers).
             let fenced = !draining && scheduler.waiting() > 0 && !self.health.may_dispatch();
+            let mut batch_due: Option<Instant> = None;
             if !draining && !fenced {
-                while let Some((key, record)) = scheduler.next_ready() {
-                    events::delivery_started(&self.metrics);
-                    let offset = record.offset;
-                    let size = record.size_bytes();
-                    let delivery = self.deliverer.clone().deliver(record, self.drain.clone());
-                    // Not instrumented with the partition span: entering a span on every
-                    // poll of every delivery costs more than the delivery's own events,
-                    // which name their topic and partition themselves.
-                    deliveries.spawn(async move {
-                        let disposition = delivery.await;
-                        Completed {
-                            offset,
-                            key,
-                            size,
-                            disposition,
+                match self.settings.batch {
+                    None => {
+                        while let Some((key, record)) = scheduler.next_ready() {
+                            waiting_bytes -= record.size_bytes();
+                            self.spawn_record(&mut deliveries, key, record);
                         }
-                    });
+                    }
+                    Some(limits) => {
+                        let can_wait = !queue_empty && self.has_room(&scheduler, held_bytes);
+                        batch_due = self.dispatch_batches(
+                            &mut scheduler,
+                            &mut deliveries,
+                            &mut waiting_bytes,
+                            limits,
+                            can_wait,
+                            &settled_sender,
+                        );
+                    }
+                }
+            }
+
+            // Entries of batches settled so far.
+            while let Ok((offset, disposition)) = settled.try_recv() {
+                if disposition.is_acknowledged() {
+                    if let Err(track_error) = tracker.acknowledged(offset) {
+                        error!(error = %track_error, "Offset tracking error");
+                    }
                 }
             }
 
@@ -151,18 +197,24 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                     draining = true;
                     let unsent = scheduler.clear_waiting();
                     held_bytes -= unsent.iter().map(Record::size_bytes).sum::<usize>();
+                    waiting_bytes = 0;
                     debug!(unsent = unsent.len(), in_flight = deliveries.len(), "Draining partition");
                 }
                 Some(joined) = deliveries.join_next() => {
-                    events::delivery_finished(&self.metrics);
                     match joined {
                         Ok(done) => {
-                            scheduler.finished(&done.key);
+                            events::delivery_finished(&self.metrics, done.records);
                             held_bytes -= done.size;
-                            if done.disposition.is_acknowledged() {
-                                if let Err(track_error) = tracker.acknowledged(done.offset) {
-                                    error!(error = %track_error, "Offset tracking error");
+                            match done.released {
+                                Released::Record { offset, key, disposition } => {
+                                    scheduler.finished(&key);
+                                    if disposition.is_acknowledged() {
+                                        if let Err(track_error) = tracker.acknowledged(offset) {
+                                            error!(error = %track_error, "Offset tracking error");
+                                        }
+                                    }
                                 }
+                                Released::Batch { keys } => scheduler.finished_batch(&keys),
                             }
                         }
                         Err(join_error) => {
@@ -176,7 +228,15 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                         }
                     }
                 }
+                Some((offset, disposition)) = settled.recv() => {
+                    if disposition.is_acknowledged() {
+                        if let Err(track_error) = tracker.acknowledged(offset) {
+                            error!(error = %track_error, "Offset tracking error");
+                        }
+                    }
+                }
                 _ = self.wakeup.notified(), if room => {}
+                _ = sleep_until(batch_due), if batch_due.is_some() => {}
                 _ = tokio::time::sleep(FENCE_RECHECK), if fenced => {}
                 _ = tick.tick() => {
                     // Trailing transaction markers never reach us as records: follow the
@@ -196,6 +256,84 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         partition_metrics.forget();
         WorkerExit {
             committable: stored,
+        }
+    }
+
+    /// Starts the delivery of one record.
+    fn spawn_record(&self, deliveries: &mut JoinSet<Completed>, key: Key, record: Record) {
+        events::delivery_started(&self.metrics, 1);
+        let offset = record.offset;
+        let size = record.size_bytes();
+        let delivery = self.deliverer.clone().deliver(record, self.drain.clone());
+        // Not instrumented with the partition span: entering a span on every poll of every
+        // delivery costs more than the delivery's own events, which name their topic and
+        // partition themselves.
+        deliveries.spawn(async move {
+            let disposition = delivery.await;
+            Completed {
+                released: Released::Record {
+                    offset,
+                    key,
+                    disposition,
+                },
+                size,
+                records: 1,
+            }
+        });
+    }
+
+    /// Starts every batch that is due: full (`max_records` or `max_bytes` waiting), or
+    /// holding a record that waited `max_wait` while no more records can come now
+    /// (`can_wait` false). Returns when the oldest waiting record's `max_wait` ends, if a
+    /// partial batch is waiting for it.
+    fn dispatch_batches(
+        &self,
+        scheduler: &mut Scheduler<Record>,
+        deliveries: &mut JoinSet<Completed>,
+        waiting_bytes: &mut usize,
+        limits: BatchSettings,
+        can_wait: bool,
+        settled: &mpsc::UnboundedSender<(i64, Disposition)>,
+    ) -> Option<Instant> {
+        let encoder = self.deliverer.template.batch_encoder()?;
+        loop {
+            let oldest = scheduler.front()?.received_at;
+            if scheduler.in_flight() >= scheduler.cap() {
+                return None;
+            }
+            let full =
+                scheduler.waiting() >= limits.max_records || *waiting_bytes >= limits.max_bytes;
+            let due_at = oldest + limits.max_wait;
+            if !full && (can_wait || Instant::now() < due_at) {
+                return Some(due_at);
+            }
+            let mut body = encoder.builder(limits.max_bytes);
+            let (records, keys) =
+                scheduler.take_batch(limits.max_records, |record| body.try_add(encoder, record));
+            if records.is_empty() {
+                // Every waiting record's key is in flight: a finished batch wakes us.
+                return None;
+            }
+            let size: usize = records.iter().map(Record::size_bytes).sum();
+            *waiting_bytes -= size;
+            let count = records.len();
+            let body = body.finish();
+            events::batch_sent(&self.metrics, count, body.len());
+            events::delivery_started(&self.metrics, count);
+            let delivery = self.deliverer.clone().deliver_batch(
+                records,
+                body,
+                self.drain.clone(),
+                settled.clone(),
+            );
+            deliveries.spawn(async move {
+                delivery.await;
+                Completed {
+                    released: Released::Batch { keys },
+                    size,
+                    records: count,
+                }
+            });
         }
     }
 

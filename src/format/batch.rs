@@ -1,0 +1,400 @@
+//! Batch bodies: many records of one partition in one request. Pure, no I/O.
+//!
+//! - `json` (`application/json`): a JSON array of envelopes; `ndjson`
+//!   (`application/x-ndjson`): the same envelopes, one per line.
+//! - With a CloudEvents format: `application/cloudevents-batch+json`, a JSON array of the
+//!   records' CloudEvents in the JSON event format (as structured mode sends one).
+//!
+//! An envelope (the README's contract):
+//!
+//! ```json
+//! {"id":"orders-3-42","topic":"orders","partition":3,"offset":42,"timestamp":1700000000000,
+//!  "key":"k-1","headers":[{"name":"h","value":"text"}],"value":{"n":1}}
+//! ```
+//!
+//! `id` is the record's idempotency id (the `entryId` a per-entry result names). `timestamp`
+//! is absent when the broker gave none. The key is `key` when it is UTF-8, else
+//! `key_base64`, absent when null. `headers` (absent when there are none) keeps every Kafka
+//! header in order: `value` when UTF-8, `value_base64` otherwise, `"value":null` for a null
+//! value. The record's value is embedded verbatim as `value` when its bytes are one valid JSON
+//! document, otherwise it is `value_base64`; a tombstone has neither, and `"tombstone":true`.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+
+use super::cloudevent::CloudEvent;
+use super::cloudevents_http;
+use crate::config::{BatchBody, CloudEventsSettings};
+use crate::record::Record;
+
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
+pub const CLOUDEVENTS_BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+
+/// Writes batch bodies of one kind.
+#[derive(Debug, Clone)]
+pub struct BatchEncoder {
+    body: BatchBody,
+    cloudevents: CloudEventsSettings,
+    /// What a plain record's data is declared as in a CloudEvent (`delivery.content_type`).
+    default_type: String,
+}
+
+/// A body being filled up to a byte limit; the first entry always fits.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    body: BatchBody,
+    out: Vec<u8>,
+    entries: usize,
+    max_bytes: usize,
+    scratch: Vec<u8>,
+}
+
+impl BatchEncoder {
+    pub fn new(body: BatchBody, cloudevents: CloudEventsSettings, default_type: String) -> Self {
+        Self {
+            body,
+            cloudevents,
+            default_type,
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        match self.body {
+            BatchBody::JsonArray => JSON_CONTENT_TYPE,
+            BatchBody::Ndjson => NDJSON_CONTENT_TYPE,
+            BatchBody::CloudEvents => CLOUDEVENTS_BATCH_CONTENT_TYPE,
+        }
+    }
+
+    /// An empty body that takes entries while it stays within `max_bytes`.
+    pub fn builder(&self, max_bytes: usize) -> BatchBuilder {
+        BatchBuilder {
+            body: self.body,
+            out: Vec::new(),
+            entries: 0,
+            max_bytes,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The whole body for `records` (no limit), e.g. for the entries a batch retries.
+    pub fn body<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> Bytes {
+        let mut builder = self.builder(usize::MAX);
+        for record in records {
+            builder.try_add(self, record);
+        }
+        builder.finish()
+    }
+
+    /// Appends the entry of `record` to `out`, without separator.
+    pub fn write_entry(&self, record: &Record, out: &mut Vec<u8>) {
+        match self.body {
+            BatchBody::JsonArray | BatchBody::Ndjson => write_envelope(record, out),
+            BatchBody::CloudEvents => {
+                let event = self.event(record);
+                cloudevents_http::write_structured(&event, out);
+            }
+        }
+    }
+
+    /// The ids a per-entry result may name `record` by: its idempotency id, and in a
+    /// CloudEvents batch its event's `id` when that differs (a record that is an event).
+    pub fn entry_ids(&self, record: &Record) -> Vec<String> {
+        let mut ids = vec![record.idempotency_id()];
+        if self.body == BatchBody::CloudEvents {
+            if let Some(id) = self.event(record).attribute("id") {
+                if id != ids[0] {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+
+    fn event(&self, record: &Record) -> CloudEvent {
+        CloudEvent::from_record(record, &self.cloudevents, &self.default_type)
+    }
+}
+
+impl BatchBuilder {
+    /// Adds `record` if the body stays within the byte limit (or it is the first entry);
+    /// `false` leaves the body as it was.
+    pub fn try_add(&mut self, encoder: &BatchEncoder, record: &Record) -> bool {
+        self.scratch.clear();
+        encoder.write_entry(record, &mut self.scratch);
+        // The separator before the entry (or the opening bracket) and the closing bracket.
+        let added = self.scratch.len() + 1 + usize::from(self.body != BatchBody::Ndjson);
+        if self.entries > 0 && self.out.len() + added > self.max_bytes {
+            return false;
+        }
+        match self.body {
+            BatchBody::Ndjson => {
+                self.out.extend_from_slice(&self.scratch);
+                self.out.push(b'\n');
+            }
+            BatchBody::JsonArray | BatchBody::CloudEvents => {
+                self.out.push(if self.entries == 0 { b'[' } else { b',' });
+                self.out.extend_from_slice(&self.scratch);
+            }
+        }
+        self.entries += 1;
+        true
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// The body's size once finished.
+    pub fn len(&self) -> usize {
+        match self.body {
+            BatchBody::Ndjson => self.out.len(),
+            _ => self.out.len() + 1 + usize::from(self.entries == 0),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    pub fn finish(mut self) -> Bytes {
+        if self.body != BatchBody::Ndjson {
+            if self.entries == 0 {
+                self.out.push(b'[');
+            }
+            self.out.push(b']');
+        }
+        Bytes::from(self.out)
+    }
+}
+
+/// The envelope of the module doc.
+fn write_envelope(record: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"id\":\"");
+    // Topic names are [a-zA-Z0-9._-]: nothing to escape.
+    out.extend_from_slice(record.topic.as_bytes());
+    out.push(b'-');
+    write_number(out, i64::from(record.partition));
+    out.push(b'-');
+    write_number(out, record.offset);
+    out.extend_from_slice(b"\",\"topic\":");
+    write_string(out, &record.topic);
+    out.extend_from_slice(b",\"partition\":");
+    write_number(out, i64::from(record.partition));
+    out.extend_from_slice(b",\"offset\":");
+    write_number(out, record.offset);
+    if let Some(timestamp) = record.timestamp_ms {
+        out.extend_from_slice(b",\"timestamp\":");
+        write_number(out, timestamp);
+    }
+    if let Some(key) = &record.key {
+        write_bytes(out, "key", key);
+    }
+    if !record.headers.is_empty() {
+        out.extend_from_slice(b",\"headers\":[");
+        for (index, (name, value)) in record.headers.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"name\":");
+            write_string(out, name);
+            match value {
+                Some(value) => write_bytes(out, "value", value),
+                None => out.extend_from_slice(b",\"value\":null"),
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    match &record.value {
+        None => out.extend_from_slice(b",\"tombstone\":true"),
+        Some(value) if is_json_document(value) => {
+            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(value);
+        }
+        Some(value) => write_base64(out, "value_base64", value),
+    }
+    out.push(b'}');
+}
+
+/// One valid JSON document (whitespace around it allowed): safe to embed verbatim.
+fn is_json_document(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+/// `,"{name}":"text"` when UTF-8, else `,"{name}_base64":"…"`.
+fn write_bytes(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            write_string(out, text);
+        }
+        Err(_) => write_base64(out, &format!("{name}_base64"), bytes),
+    }
+}
+
+fn write_base64(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let written = BASE64
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or_default();
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    // Writing JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn write_number(out: &mut Vec<u8>, number: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn encoder(body: BatchBody) -> BatchEncoder {
+        BatchEncoder::new(
+            body,
+            CloudEventsSettings {
+                source: "/kafka/{topic}".into(),
+                event_type: "dev.knative.kafka.event".into(),
+            },
+            "application/octet-stream".into(),
+        )
+    }
+
+    fn records() -> Vec<Record> {
+        vec![
+            Record {
+                value: Some(Bytes::from_static(b" {\"n\": 1} ")),
+                headers: Record::example_headers(&[("h", b"text"), ("bin", b"\xff\x00")]),
+                ..Record::example()
+            },
+            Record {
+                offset: 42,
+                key: Some(Bytes::from_static(b"\xfe")),
+                value: Some(Bytes::from_static(b"plain text")),
+                timestamp_ms: None,
+                ..Record::example()
+            },
+            Record {
+                offset: 43,
+                key: None,
+                value: None,
+                ..Record::example()
+            },
+            Record {
+                offset: 44,
+                value: Some(Bytes::new()),
+                headers: vec![("nul".into(), None)],
+                ..Record::example()
+            },
+        ]
+    }
+
+    #[test]
+    fn json_array_envelopes_are_lossless() {
+        let body = encoder(BatchBody::JsonArray).body(&records());
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            parsed[0],
+            json!({"id": "orders-2-41", "topic": "orders", "partition": 2, "offset": 41,
+                   "timestamp": 1_700_000_000_123i64, "key": "k-1",
+                   "headers": [{"name": "h", "value": "text"},
+                               {"name": "bin", "value_base64": "/wA="}],
+                   "value": {"n": 1}})
+        );
+        // Embedded verbatim: the receiver can take the exact bytes.
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains("\"value\": {\"n\": 1} }"));
+        assert_eq!(
+            parsed[1],
+            json!({"id": "orders-2-42", "topic": "orders", "partition": 2, "offset": 42,
+                   "key_base64": "/g==", "value_base64": "cGxhaW4gdGV4dA=="})
+        );
+        assert_eq!(parsed[2]["tombstone"], json!(true));
+        assert!(parsed[2].get("value").is_none() && parsed[2].get("key").is_none());
+        assert_eq!(parsed[3]["value_base64"], json!(""));
+        assert_eq!(
+            parsed[3]["headers"],
+            json!([{"name": "nul", "value": null}])
+        );
+    }
+
+    #[test]
+    fn ndjson_is_one_envelope_per_line() {
+        let body = encoder(BatchBody::Ndjson).body(&records());
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.ends_with('\n'));
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1]["offset"], json!(42));
+    }
+
+    #[test]
+    fn builder_stays_within_max_bytes_except_for_a_lone_large_record() {
+        let encoder = encoder(BatchBody::JsonArray);
+        let small = Record {
+            value: Some(Bytes::from(vec![b'x'; 100])),
+            ..Record::example()
+        };
+        let mut builder = encoder.builder(1024);
+        let mut added = 0;
+        while builder.try_add(&encoder, &small) {
+            added += 1;
+        }
+        assert!(added > 1);
+        let len = builder.len();
+        let body = builder.finish();
+        assert_eq!(body.len(), len);
+        assert!(body.len() <= 1024, "{}", body.len());
+        assert_eq!(
+            serde_json::from_slice::<Vec<Value>>(&body).unwrap().len(),
+            added
+        );
+
+        let large = Record {
+            value: Some(Bytes::from(vec![b'x'; 4096])),
+            ..Record::example()
+        };
+        let mut builder = encoder.builder(1024);
+        assert!(builder.try_add(&encoder, &large));
+        assert!(!builder.try_add(&encoder, &small));
+        assert_eq!(builder.entries(), 1);
+        assert_eq!(encoder.builder(10).finish(), Bytes::from_static(b"[]"));
+    }
+
+    #[test]
+    fn cloudevents_batch_reads_with_the_official_sdk() {
+        let encoder = encoder(BatchBody::CloudEvents);
+        let body = encoder.body(&records());
+        let events: Vec<cloudevents::Event> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(events.len(), 4);
+        use cloudevents::AttributesReader;
+        assert_eq!(events[0].id(), "orders-2-41");
+        assert_eq!(events[1].id(), "orders-2-42");
+        assert_eq!(
+            encoder.entry_ids(&records()[1]),
+            vec!["orders-2-42".to_string()]
+        );
+    }
+}
