@@ -12,6 +12,11 @@ Per run of a consumer (ours or a peer) against a pre-produced backlog:
   - CPU s per 100k records: the process's user+system time (/proc/PID/stat) at that
     moment, scaled; the broker's CPU over the same run is reported beside it;
   - peak RSS: the process's VmHWM.
+
+The batch scenarios (issue 13; --batch-only runs only them, --no-batch skips them) drain
+the same backlog with the sidecar's delivery.batch and with Benthos batching the same way,
+next to the kcat ceiling, and measure the added latency of batching at a steady rate. The
+receiver counts records, not requests, so every figure above holds per record.
 """
 
 import argparse
@@ -205,7 +210,13 @@ class Bench:
         return Proc(name, [self.args.sarama, "-brokers", self.bootstrap, "-group", group,
                            "-topic", topic, "-url", url], self.workdir)
 
-    def benthos(self, name, group, topic, url, cap):
+    def batch_settings(self, encoding="json"):
+        """The sidecar's `delivery.batch` of the batch scenarios."""
+        a = self.args
+        return {"max_records": a.batch_max_records, "max_bytes": a.batch_max_bytes,
+                "max_wait": f"{a.batch_max_wait_ms}ms", "encoding": encoding}
+
+    def benthos(self, name, group, topic, url, cap, batch=False):
         # At-least-once as Benthos documents it: the kafka_franz input commits an offset
         # only once every message up to it was acknowledged by the output; up to
         # checkpoint_limit messages per partition are in flight; the http_client output
@@ -230,6 +241,38 @@ output:
     max_in_flight: {cap * self.args.partitions}
     headers:
       Content-Type: application/octet-stream
+"""
+        if batch:
+            # The same batching policy as ours, on the input: kafka_franz batches each
+            # partition on its own (like ours, one partition per batch, in offset order).
+            # checkpoint_limit counts records, so it allows `cap` full batches per
+            # partition; max_in_flight counts batches. batch_as_multipart sends a batch as
+            # one multipart/form-data request, one part per record (without it, http_client
+            # sends one request per message of the batch).
+            a = self.args
+            config = f"""
+http: {{enabled: false}}
+logger: {{level: WARN}}
+metrics: {{none: {{}}}}
+input:
+  kafka_franz:
+    seed_brokers: ["{self.bootstrap}"]
+    topics: ["{topic}"]
+    consumer_group: "{group}"
+    start_from_oldest: true
+    checkpoint_limit: {cap * a.batch_max_records}
+    commit_period: 1s
+    batching:
+      count: {a.batch_max_records}
+      byte_size: {a.batch_max_bytes}
+      period: {a.batch_max_wait_ms}ms
+output:
+  http_client:
+    url: "{url}"
+    verb: POST
+    timeout: 10s
+    max_in_flight: {cap * self.args.partitions}
+    batch_as_multipart: true
 """
         path = os.path.join(self.workdir, f"{name}.yaml")
         with open(path, "w") as f:
@@ -288,6 +331,47 @@ output:
                 lambda n, g, t: self.benthos(n, g, t, url, 1))
         return kinds
 
+    def batch_kinds(self, url, cap):
+        """The batch scenarios' consumers: ours with `delivery.batch`, Benthos batching."""
+        p, a = self.args.partitions, self.args
+        size = f"up to {a.batch_max_records} records / {a.batch_max_bytes // 1024} KiB, " \
+               f"max_wait {a.batch_max_wait_ms} ms"
+        kinds = {
+            "ours-batch-partition": (
+                f"ours, partition mode, batches of {size} (1 batch/partition in flight)",
+                lambda n, g, t: self.ours(n, g, t, url, "partition", 1,
+                                          delivery={"batch": self.batch_settings()})),
+            "ours-batch-key": (
+                f"ours, key mode, batches of {size} ({cap}/partition)",
+                lambda n, g, t: self.ours(n, g, t, url, "key", cap,
+                                          delivery={"batch": self.batch_settings()})),
+            "ours-batch-none": (
+                f"ours, none mode, batches of {size} ({cap}/partition)",
+                lambda n, g, t: self.ours(n, g, t, url, "none", cap,
+                                          delivery={"batch": self.batch_settings()})),
+            "ours-batch-key-ndjson": (
+                f"ours, key mode, NDJSON batches of {size} ({cap}/partition)",
+                lambda n, g, t: self.ours(n, g, t, url, "key", cap,
+                                          delivery={"batch": self.batch_settings("ndjson")})),
+        }
+        if self.args.benthos:
+            kinds["benthos-batch"] = (
+                f"Benthos v4.27, kafka_franz batching {size}, http_client multipart "
+                f"({cap} batches/partition, {cap * p} in flight)",
+                lambda n, g, t: self.benthos(n, g, t, url, cap, batch=True))
+        return kinds
+
+    def tolerant(self, name, description, run):
+        """Runs one batch row; a consumer that exits (the sidecar refusing `delivery.batch`
+        before batching lands) or fails is recorded as the row's error, not the run's."""
+        try:
+            return run()
+        except (RuntimeError, subprocess.SubprocessError) as error:
+            # The last line: the consumer's own error when it exited (the log's tail).
+            reason = str(error).strip().splitlines()[-1].strip()[:200]
+            log(f"{name}: not measured: {reason}")
+            return {"description": description, "error": reason}
+
     # -- scenarios -----------------------------------------------------------------
 
     def drain_backlog(self, name, make, topic, count, receiver):
@@ -329,6 +413,9 @@ output:
             "distinct_delivered": stats["distinct"],
             "duplicates": stats["duplicates"],
             "requests": stats["requests"],
+            "records_received": stats["records"],
+            "records_per_request": round(stats["records"] / max(stats["requests"], 1), 1),
+            "malformed_requests": stats["malformed"],
             "delivered_per_s": round(stats["distinct"] / span),
             "committed_per_s": round(count / max(done["at_us"] / 1e6 - first, 1e-6)),
             "startup_s": round(first - started, 2),
@@ -344,6 +431,9 @@ output:
         }
         if stats["distinct"] != count:
             result["error"] = f"receiver saw {stats['distinct']} distinct of {count} records"
+        if stats["malformed"]:
+            result["error"] = (f"{stats['malformed']} malformed requests, the last: "
+                               f"{stats['last_malformed']}")
         log(f"{name}: {result}")
         return result
 
@@ -458,13 +548,40 @@ output:
 
     # -- everything ----------------------------------------------------------------
 
+    def batch_fast(self, topic, url):
+        a = self.args
+        out = {}
+        for name, (description, make) in self.batch_kinds(url, a.cap).items():
+            log(f"fast endpoint, batched: {description}")
+            result = self.tolerant(name, description, lambda: self.drain_backlog(
+                name, make, topic, a.records, self.receivers[0]))
+            result["description"] = description
+            out[name] = result
+        return out
+
+    def batch_latency(self, url):
+        kinds = self.batch_kinds(url, self.args.cap)
+        out = {}
+        for name in ("ours-batch-partition", "ours-batch-key"):
+            out[name] = self.tolerant(name, kinds[name][0],
+                                      lambda: self.latency({name: kinds[name]})[name])
+        return out
+
     def run(self):
         a, p, cap = self.args, self.args.partitions, self.args.cap
         fast = self.receiver(0)
-        self.receiver(a.slow_ms)
         topic = f"bench-backlog-{uuid.uuid4().hex[:6]}"
         self.create_topic(topic)
         self.results["backlog_produce"] = self.produce(topic, a.records)
+        if a.batch_only:
+            log("ceiling (kcat)")
+            self.results["ceilings"] = self.ceilings(topic, a.records, fast, [])
+            self.results["batch"] = {"settings": self.batch_settings(),
+                                     "fast": self.batch_fast(topic, fast.url)}
+            log(f"batched, latency at {a.latency_rate}/s")
+            self.results["batch"]["latency"] = self.batch_latency(fast.url)
+            return self.results
+        self.receiver(a.slow_ms)
 
         log("request format cost (in process)")
         self.results["format_cost_us"] = self.run_tool("format-cost", "--size", a.record_size)
@@ -479,6 +596,9 @@ output:
             result = self.drain_backlog(name, make, topic, a.records, fast)
             result["description"] = description
             self.results["fast"][name] = result
+        if not a.no_batch:
+            self.results["batch"] = {"settings": self.batch_settings(),
+                                     "fast": self.batch_fast(topic, fast.url)}
         if a.fast_only:
             return self.results
 
@@ -493,6 +613,9 @@ output:
             {k: kinds[k] for k in ("ours-partition", "ours-key", "base-partition", "base-key",
                                    "sarama-baseline")
              if k in kinds})
+        if not a.no_batch:
+            log(f"batched, latency at {a.latency_rate}/s")
+            self.results["batch"]["latency"] = self.batch_latency(fast.url)
 
         log("idle RSS")
         self.results["idle"] = self.idle_rss(
@@ -530,8 +653,49 @@ def format_costs(fast):
     return rows
 
 
+def batch_targets(r, args):
+    """Each target of issue 13 (batching) with the figure measured in this run."""
+    batch, kcat = r.get("batch"), r["ceilings"]["kcat_consume_per_s"]
+    if not batch:
+        return []
+    rows = []
+    fast = batch["fast"]
+    peer = fast.get("benthos-batch", {})
+    for mode in ("partition", "key", "none"):
+        name = f"ours-batch-{mode}"
+        v = fast.get(name)
+        if v is None:
+            continue
+        if "committed_per_s" not in v:
+            rows.append((f"{name}: ≥ 0.8× kcat, ≥ 2× Benthos batching, peak RSS ≤ 128 MiB",
+                         f"not measured: {v['error']}", False))
+            continue
+        rate, delivered = v["committed_per_s"], v["delivered_per_s"]
+        rows.append((f"{name}: ≥ 0.8× the kcat consume ceiling ({kcat}/s)",
+                     f"committed {rate}/s = {rate / kcat:.2f}× (delivered {delivered}/s = "
+                     f"{delivered / kcat:.2f}×)", rate >= 0.8 * kcat and "error" not in v))
+        if "committed_per_s" in peer:
+            ratio = rate / peer["committed_per_s"]
+            rows.append((f"{name}: ≥ 2× Benthos with the same batching",
+                         f"{ratio:.2f}× (delivered/s "
+                         f"{delivered / peer['delivered_per_s']:.2f}×)", ratio >= 2))
+        rows.append((f"{name}: peak RSS ≤ 128 MiB", f"{v['peak_rss_mib']} MiB",
+                     v["peak_rss_mib"] <= 128))
+    for name, v in batch.get("latency", {}).items():
+        if "p99" in v:
+            rows.append((f"{name}: added latency p99 ≤ 15 ms at {args.latency_rate}/s "
+                         f"(max_wait {args.batch_max_wait_ms} ms)", f"{v['p99']:.1f} ms",
+                         v["p99"] <= 15))
+        else:
+            rows.append((f"{name}: added latency p99 ≤ 15 ms", f"not measured: {v['error']}",
+                         False))
+    return rows
+
+
 def targets(r, args):
     """Each target of issue 6 with the figure measured in this run."""
+    if "fast" not in r:
+        return batch_targets(r, args)
     fast, ceil = r["fast"], r["ceilings"]
     concurrency = args.partitions * args.cap
     http_ceiling = ceil[f"http_wrk_c{concurrency}_per_s"]
@@ -558,7 +722,7 @@ def targets(r, args):
                          f"{base['cpu_s_per_100k']}; peak RSS {ours['peak_rss_mib']} vs "
                          f"{base['peak_rss_mib']} MiB", ratio >= 0.95))
     if "slow" not in r:
-        return rows
+        return rows + batch_targets(r, args)
     slow = r["slow"]
     rows.append((f"slow endpoint, key mode: ≥ 0.9× C/latency (C={slow['cap_total']})",
                  f"{slow['ours-key']['per_s']}/s = {slow['ours_key_ratio_to_ideal']:.2f}×",
@@ -576,7 +740,7 @@ def targets(r, args):
         big = max(v["peak_rss_mib"] for v in r["big_backlog"].values())
         rows.append((f"RSS with a {args.big_records}-record backlog ≤ 128 MiB", f"{big} MiB",
                      big <= 128))
-    return rows
+    return rows + batch_targets(r, args)
 
 
 def markdown(r, args):
@@ -590,6 +754,13 @@ def markdown(r, args):
     for key, value in ceil.items():
         lines.append(f"| {key} | {value} |")
     lines.append("")
+    if "fast" not in r:
+        lines += batch_markdown(r, args)
+        lines.append("| target | measured | met |")
+        lines.append("|---|---|---|")
+        for name, measured, met in targets(r, args):
+            lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+        return "\n".join(lines) + "\n"
     lines.append("| fast endpoint | committed/s | delivered/s | CPU s/100k | broker CPU s/100k "
                  "| receiver CPU s/100k | machine CPU busy | peak RSS MiB | duplicates |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -644,11 +815,57 @@ def markdown(r, args):
         lines.append(f"| {name}, peak over a {args.big_records}-record backlog "
                      f"({v['committed_per_s']} committed/s) | {v['peak_rss_mib']} |")
     lines.append("")
+    lines += batch_markdown(r, args)
     lines.append("| target | measured | met |")
     lines.append("|---|---|---|")
     for name, measured, met in targets(r, args):
         lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
     return "\n".join(lines) + "\n"
+
+
+def batch_markdown(r, args):
+    """The batch scenarios' tables (issue 13), next to the kcat ceiling of the same run."""
+    batch = r.get("batch")
+    if not batch:
+        return []
+    kcat = r["ceilings"]["kcat_consume_per_s"]
+    lines = [f"| batched, fast endpoint (kcat ceiling {kcat}/s) | committed/s | × kcat "
+             "| delivered/s | × kcat | records/request | CPU s/100k | broker CPU s/100k "
+             "| receiver CPU s/100k | machine CPU busy | peak RSS MiB | duplicates |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, v in batch["fast"].items():
+        if "committed_per_s" not in v:
+            lines.append(f"| {v['description']} | not measured: {v['error']} "
+                         "| | | | | | | | | | |")
+            continue
+        lines.append(
+            f"| {v['description']} | {v['committed_per_s']} | "
+            f"{v['committed_per_s'] / kcat:.2f} | {v['delivered_per_s']} | "
+            f"{v['delivered_per_s'] / kcat:.2f} | {v['records_per_request']} | "
+            f"{v['cpu_s_per_100k']} | {v['broker_cpu_s_per_100k']} | "
+            f"{v['receiver_cpu_s_per_100k']} | {v['machine_cpu_busy_pct']}% | "
+            f"{v['peak_rss_mib']} | {v['duplicates']} |")
+    peer = batch["fast"].get("benthos-batch", {})
+    if "committed_per_s" in peer:
+        lines += ["", "| batched, ours ÷ Benthos batching | committed/s | delivered/s "
+                  "| CPU per record |", "|---|---:|---:|---:|"]
+        for name, v in batch["fast"].items():
+            if name.startswith("ours") and "committed_per_s" in v:
+                lines.append(
+                    f"| {name} | {v['committed_per_s'] / peer['committed_per_s']:.2f}× | "
+                    f"{v['delivered_per_s'] / peer['delivered_per_s']:.2f}× | "
+                    f"{v['cpu_s_per_100k'] / peer['cpu_s_per_100k']:.2f}× |")
+    if batch.get("latency"):
+        lines += ["", f"| batched, added latency at {args.latency_rate}/s (append → arrival, "
+                  f"max_wait {args.batch_max_wait_ms} ms) | p50 ms | p99 ms | p999 ms | max ms "
+                  "| CPU s/100k |", "|---|---:|---:|---:|---:|---:|"]
+        for name, v in batch["latency"].items():
+            if "p99" in v:
+                lines.append(f"| {name} | {v['p50']} | {v['p99']} | {v['p999']} | {v['max']} | "
+                             f"{v['cpu_s_per_100k']} |")
+            else:
+                lines.append(f"| {name} | not measured: {v['error']} | | | | |")
+    return lines + [""]
 
 
 def _first_line(path):
@@ -676,6 +893,15 @@ def main():
     parser.add_argument("--fast-only", action="store_true",
                         help="only the ceilings and the fast-endpoint drains (e.g. a before/after "
                              "comparison with --baseline-sidecar and a larger --records)")
+    parser.add_argument("--batch-only", action="store_true",
+                        help="only the batch scenarios (issue 13): the kcat ceiling, the fast "
+                             "drains with batching (ours per mode, Benthos) and the latency "
+                             "with batching")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="skip the batch scenarios (e.g. a build without batching)")
+    parser.add_argument("--batch-max-records", type=int, default=500)
+    parser.add_argument("--batch-max-bytes", type=int, default=1_048_576)
+    parser.add_argument("--batch-max-wait-ms", type=int, default=5)
     parser.add_argument("--baseline-sidecar",
                         help="an earlier sidecar build to run side by side (rows base-*)")
     parser.add_argument("--out", required=True, help="JSON results file")

@@ -11,7 +11,8 @@
 # 3. starts a fresh 1-node Kafka with the JIT fully on (the test setup's C1-only JVM
 #    favours start-up time over throughput);
 # 4. runs bench/run.py: every scenario, one after the other, against that broker and the
-#    bench receiver; prints the table and writes bench/results/latest.json (+ .md);
+#    bench receiver, batching included (--batch-only: just the batch scenarios, --no-batch:
+#    without them); prints the table and writes bench/results/latest.json (+ .md);
 # 5. stops Kafka on any exit.
 #
 # Takes ~7 minutes on 2 cores after the first build. Method and figures: bench/README.md.
