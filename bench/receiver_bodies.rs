@@ -330,6 +330,31 @@ mod tests {
     }
 
     #[test]
+    fn as_the_sidecar_sends_it() {
+        // Captured from the sidecar (commit 53a9e1c): a JSON value, a null key with a text
+        // value `1|plain text`, a tombstone.
+        let body = r#"[{"id":"contract-15875-0-0","topic":"contract-15875","partition":0,"offset":0,"timestamp":1795286589239,"key":"k-1","headers":[{"name":"h","value":"text"}],"value":{"a":1}},{"id":"contract-15875-0-1","topic":"contract-15875","partition":0,"offset":1,"timestamp":1795286589239,"headers":[{"name":"h","value":"text"}],"value_base64":"MXxwbGFpbiB0ZXh0"},{"id":"contract-15875-0-2","topic":"contract-15875","partition":0,"offset":2,"timestamp":1795286589239,"key":"k-3","headers":[{"name":"h","value":"text"}],"tombstone":true}]"#;
+        let ts = Some(1_795_286_589_239);
+        assert_eq!(
+            entries(Some("application/json"), body.as_bytes(), None),
+            Ok(vec![
+                Entry {
+                    seq: None,
+                    timestamp_ms: ts
+                },
+                Entry {
+                    seq: Some(1),
+                    timestamp_ms: ts
+                },
+                Entry {
+                    seq: None,
+                    timestamp_ms: ts
+                },
+            ])
+        );
+    }
+
+    #[test]
     fn ndjson_envelopes() {
         let body: String = envelopes().iter().map(|e| format!("{e}\n")).collect();
         assert_eq!(

@@ -187,12 +187,14 @@ class Bench:
 
     # -- the consumers -------------------------------------------------------------
 
-    def ours(self, name, group, topic, url, ordering, cap, binary=None, delivery=None):
+    def ours(self, name, group, topic, url, ordering, cap, binary=None, delivery=None,
+             properties=None):
         admin_port = _free_port()
         config = {
             "kafka": {
                 "bootstrap_servers": self.bootstrap, "group_id": group, "topics": [topic],
                 "auto_offset_reset": "earliest", "commit_interval": "1s",
+                **({"properties": properties} if properties else {}),
             },
             "delivery": {"url": url, "ordering": ordering, "max_in_flight": cap,
                          "timeout": "10s", **(delivery or {})},
@@ -334,27 +336,34 @@ output:
     def batch_kinds(self, url, cap):
         """The batch scenarios' consumers: ours with `delivery.batch`, Benthos batching."""
         p, a = self.args.partitions, self.args
+        # A diagnostic: librdkafka properties for our batch rows only (e.g. prefetch).
+        props = dict(kv.split("=", 1) for kv in a.batch_kafka_property) or None
+
+        def ours(*args, **kw):
+            return self.ours(*args, **kw, properties=props)
         size = f"up to {a.batch_max_records} records / {a.batch_max_bytes // 1024} KiB, " \
                f"max_wait {a.batch_max_wait_ms} ms"
         kinds = {
             "ours-batch-partition": (
                 f"ours, partition mode, batches of {size} (1 batch/partition in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "partition", 1,
+                lambda n, g, t: ours(n, g, t, url, "partition", 1,
                                           delivery={"batch": self.batch_settings()})),
             "ours-batch-key": (
                 f"ours, key mode, batches of {size} ({cap}/partition)",
-                lambda n, g, t: self.ours(n, g, t, url, "key", cap,
+                lambda n, g, t: ours(n, g, t, url, "key", cap,
                                           delivery={"batch": self.batch_settings()})),
             "ours-batch-none": (
                 f"ours, none mode, batches of {size} ({cap}/partition)",
-                lambda n, g, t: self.ours(n, g, t, url, "none", cap,
+                lambda n, g, t: ours(n, g, t, url, "none", cap,
                                           delivery={"batch": self.batch_settings()})),
             "ours-batch-key-ndjson": (
                 f"ours, key mode, NDJSON batches of {size} ({cap}/partition)",
-                lambda n, g, t: self.ours(n, g, t, url, "key", cap,
+                lambda n, g, t: ours(n, g, t, url, "key", cap,
                                           delivery={"batch": self.batch_settings("ndjson")})),
         }
-        if self.args.benthos:
+        if a.batch_rows:
+            kinds = {k: v for k, v in kinds.items() if k in a.batch_rows.split(",")}
+        if self.args.benthos and (not a.batch_rows or "benthos-batch" in a.batch_rows):
             kinds["benthos-batch"] = (
                 f"Benthos v4.27, kafka_franz batching {size}, http_client multipart "
                 f"({cap} batches/partition, {cap * p} in flight)",
@@ -551,7 +560,7 @@ output:
     def batch_fast(self, topic, url):
         a = self.args
         out = {}
-        for name, (description, make) in self.batch_kinds(url, a.cap).items():
+        for name, (description, make) in self.batch_kinds(url, a.batch_cap or a.cap).items():
             log(f"fast endpoint, batched: {description}")
             result = self.tolerant(name, description, lambda: self.drain_backlog(
                 name, make, topic, a.records, self.receivers[0]))
@@ -560,9 +569,9 @@ output:
         return out
 
     def batch_latency(self, url):
-        kinds = self.batch_kinds(url, self.args.cap)
+        kinds = self.batch_kinds(url, self.args.batch_cap or self.args.cap)
         out = {}
-        for name in ("ours-batch-partition", "ours-batch-key"):
+        for name in [k for k in ("ours-batch-partition", "ours-batch-key") if k in kinds]:
             out[name] = self.tolerant(name, kinds[name][0],
                                       lambda: self.latency({name: kinds[name]})[name])
         return out
@@ -902,6 +911,16 @@ def main():
     parser.add_argument("--batch-max-records", type=int, default=500)
     parser.add_argument("--batch-max-bytes", type=int, default=1_048_576)
     parser.add_argument("--batch-max-wait-ms", type=int, default=5)
+    parser.add_argument("--batch-cap", type=int,
+                        help="batches in flight per partition in the key/none batch rows and "
+                             "Benthos's (default: --cap)")
+    parser.add_argument("--batch-rows",
+                        help="comma-separated batch rows to run (default all), e.g. "
+                             "ours-batch-none,benthos-batch")
+    parser.add_argument("--batch-kafka-property", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a librdkafka property for our batch rows only (a diagnostic, "
+                             "e.g. queued.max.messages.kbytes=2048); repeatable")
     parser.add_argument("--baseline-sidecar",
                         help="an earlier sidecar build to run side by side (rows base-*)")
     parser.add_argument("--out", required=True, help="JSON results file")
