@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -470,17 +471,27 @@ output:
             out[f"http_wrk_c{c}_machine_cpu_busy_pct"] = round(
                 100 * (busy[0] - busy_before[0]) / max(busy[1] - busy_before[1], 1), 1)
             log(f"wrk -c {c}: {rate:.0f} requests/s")
-        out["kcat_consume_per_s"] = self.kcat(topic, count)
+        out.update(self.kcat(topic, count))
         return out
 
     def kcat(self, topic, count):
-        """The consume ceiling: kcat reading the whole topic to /dev/null, records/s."""
+        """The consume ceiling: kcat reading the whole topic to /dev/null; records/s, and
+        the CPU kcat and the broker spent per 100k records."""
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        broker_before = self.broker_cpu()
         started = time.monotonic()
         subprocess.run(["kcat", "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning",
                         "-e", "-q"], check=True, stdout=subprocess.DEVNULL)
         elapsed = time.monotonic() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        broker = self.broker_cpu()
+        cpu = (children.ru_utime - children_before.ru_utime
+               + children.ru_stime - children_before.ru_stime)
         log(f"kcat: {count} records in {elapsed:.2f}s")
-        return round(count / elapsed)
+        return {"kcat_consume_per_s": round(count / elapsed),
+                "kcat_cpu_s_per_100k": round(cpu / count * 1e5, 2),
+                "kcat_broker_cpu_s_per_100k": (round((broker - broker_before) / count * 1e5, 2)
+                                               if broker is not None else None)}
 
     def slow(self, topic, kinds, cap):
         """Windowed rate against the slow endpoint, after a warm-up."""
@@ -571,7 +582,7 @@ output:
         self.create_topic(topic)
         out = {"settings": self.batch_settings(), "records": a.batch_records,
                "backlog_produce": self.produce(topic, a.batch_records),
-               "kcat_consume_per_s": self.kcat(topic, a.batch_records), "fast": {}}
+               **self.kcat(topic, a.batch_records), "fast": {}}
         for name, (description, make) in self.batch_kinds(url, a.batch_cap or a.cap).items():
             log(f"fast endpoint, batched: {description}")
             result = self.tolerant(name, description, lambda: self.drain_backlog(
@@ -848,7 +859,9 @@ def batch_markdown(r, args):
         return []
     kcat = batch["kcat_consume_per_s"]
     lines = [f"Batch backlog: {batch['records']} records of {args.record_size} B over "
-             f"{args.partitions} partitions; kcat over it: {kcat} records/s.", "",
+             f"{args.partitions} partitions; kcat over it: {kcat} records/s (kcat CPU "
+             f"{batch['kcat_cpu_s_per_100k']} s/100k, broker "
+             f"{batch['kcat_broker_cpu_s_per_100k']} s/100k).", "",
              f"| batched, fast endpoint (kcat ceiling {kcat}/s) | committed/s | × kcat "
              "| delivered/s | × kcat | records/request | peak requests in flight | CPU s/100k "
              "| broker CPU s/100k | receiver CPU s/100k | machine CPU busy | peak RSS MiB "
