@@ -159,6 +159,28 @@ mod tests {
     }
 
     #[test]
+    fn batching_sizes_the_prefetch_to_two_batches() {
+        let single = consumer_config(&kafka(), None);
+        assert_eq!(get(&single, "queued.max.messages.kbytes"), Some("512"));
+        assert_eq!(get(&single, "max.partition.fetch.bytes"), Some("262144"));
+        let batch = crate::config::BatchSettings {
+            max_records: 500,
+            max_bytes: 1 << 20,
+            max_wait: std::time::Duration::from_millis(5),
+            body: crate::config::BatchBody::JsonArray,
+        };
+        let batched = consumer_config(&kafka(), Some(&batch));
+        assert_eq!(get(&batched, "queued.max.messages.kbytes"), Some("2048"));
+        assert_eq!(get(&batched, "max.partition.fetch.bytes"), Some("1048576"));
+        let small = crate::config::BatchSettings {
+            max_bytes: 4096,
+            ..batch
+        };
+        let small = consumer_config(&kafka(), Some(&small));
+        assert_eq!(get(&small, "queued.max.messages.kbytes"), Some("512"));
+    }
+
+    #[test]
     fn heartbeat_is_a_third_of_the_session_at_most_three_seconds() {
         let mut kafka = kafka();
         kafka.session_timeout = Duration::from_secs(6);
