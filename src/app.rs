@@ -61,14 +61,17 @@ pub async fn run(
         metrics: metrics.clone(),
         jitter: deliverer::random_jitter,
     });
-    // With batching the buffer holds two full batches, so one fills while one is in flight.
-    let batch_records = delivery.batch.map_or(0, |batch| 2 * batch.max_records);
-    let batch_bytes = delivery.batch.map_or(0, |batch| 2 * batch.max_bytes);
+    // With batching the buffer holds two full batches (records and bodies), so one fills
+    // while one is in flight.
+    let (buffer_records, buffer_bytes) = match delivery.batch {
+        None => ((delivery.in_flight_cap * 2).max(8), PARTITION_BUFFER_BYTES),
+        Some(batch) => (2 * batch.max_records, 2 * batch.max_bytes),
+    };
     let worker_settings = Arc::new(WorkerSettings {
         ordering: delivery.ordering,
         in_flight_cap: delivery.in_flight_cap,
-        buffer_records: (delivery.in_flight_cap * 2).max(8).max(batch_records),
-        buffer_bytes: PARTITION_BUFFER_BYTES.max(batch_bytes),
+        buffer_records,
+        buffer_bytes,
         batch: delivery.batch,
     });
 

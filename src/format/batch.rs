@@ -166,6 +166,10 @@ impl BatchBuilder {
             }
             self.out.push(b']');
         }
+        // The body lives as long as its batch: do not hold the doubling's spare capacity.
+        if self.out.capacity() - self.out.len() > self.out.len() / 8 {
+            self.out.shrink_to_fit();
+        }
         Bytes::from(self.out)
     }
 }

@@ -71,6 +71,15 @@ pub struct PartitionWorker<S, T = HttpClient> {
     pub health: Arc<Health>,
 }
 
+/// What the worker's buffer holds, in bytes.
+#[derive(Default)]
+struct Footprint {
+    /// Records buffered or in flight, and the bodies of batches in flight.
+    held: usize,
+    /// Records waiting (not in flight).
+    waiting: usize,
+}
+
 /// A finished delivery: what to give back to the scheduler and the buffer.
 struct Completed {
     released: Released,
@@ -104,9 +113,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             Scheduler::new(self.settings.ordering, self.settings.in_flight_cap);
         let mut tracker = OffsetTracker::new();
         let mut deliveries: JoinSet<Completed> = JoinSet::new();
-        let mut held_bytes = 0usize;
-        // Bytes of the records waiting (not in flight), and whether the queue ran dry.
-        let mut waiting_bytes = 0usize;
+        let mut bytes = Footprint::default();
         let (settled_sender, mut settled) = mpsc::unbounded_channel::<(i64, Disposition)>();
         let mut draining = false;
         let mut stored: Option<i64> = None;
@@ -116,7 +123,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         loop {
             // Take what the partition queue holds, up to the buffer bounds.
             let mut queue_empty = false;
-            while !draining && self.has_room(&scheduler, held_bytes) {
+            while !draining && self.has_room(&scheduler, bytes.held) {
                 let Some(result) = self.source.poll() else {
                     queue_empty = true;
                     break;
@@ -130,8 +137,8 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                             continue;
                         }
                         partition_metrics.record_received();
-                        held_bytes += record.size_bytes();
-                        waiting_bytes += record.size_bytes();
+                        bytes.held += record.size_bytes();
+                        bytes.waiting += record.size_bytes();
                         scheduler.push(record.key.clone(), record);
                     }
                     Err(kafka_error) => {
@@ -148,16 +155,16 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 match self.settings.batch {
                     None => {
                         while let Some((key, record)) = scheduler.next_ready() {
-                            waiting_bytes -= record.size_bytes();
+                            bytes.waiting -= record.size_bytes();
                             self.spawn_record(&mut deliveries, key, record);
                         }
                     }
                     Some(limits) => {
-                        let can_wait = !queue_empty && self.has_room(&scheduler, held_bytes);
+                        let can_wait = !queue_empty && self.has_room(&scheduler, bytes.held);
                         batch_due = self.dispatch_batches(
                             &mut scheduler,
                             &mut deliveries,
-                            &mut waiting_bytes,
+                            &mut bytes,
                             limits,
                             can_wait,
                             &settled_sender,
@@ -191,20 +198,20 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 break;
             }
 
-            let room = !draining && self.has_room(&scheduler, held_bytes);
+            let room = !draining && self.has_room(&scheduler, bytes.held);
             tokio::select! {
                 _ = self.drain.stop.cancelled(), if !draining => {
                     draining = true;
                     let unsent = scheduler.clear_waiting();
-                    held_bytes -= unsent.iter().map(Record::size_bytes).sum::<usize>();
-                    waiting_bytes = 0;
+                    bytes.held -= unsent.iter().map(Record::size_bytes).sum::<usize>();
+                    bytes.waiting = 0;
                     debug!(unsent = unsent.len(), in_flight = deliveries.len(), "Draining partition");
                 }
                 Some(joined) = deliveries.join_next() => {
                     match joined {
                         Ok(done) => {
                             events::delivery_finished(&self.metrics, done.records);
-                            held_bytes -= done.size;
+                            bytes.held -= done.size;
                             match done.released {
                                 Released::Record { offset, key, disposition } => {
                                     scheduler.finished(&key);
@@ -290,7 +297,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         &self,
         scheduler: &mut Scheduler<Record>,
         deliveries: &mut JoinSet<Completed>,
-        waiting_bytes: &mut usize,
+        bytes: &mut Footprint,
         limits: BatchSettings,
         can_wait: bool,
         settled: &mpsc::UnboundedSender<(i64, Disposition)>,
@@ -298,11 +305,14 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         let encoder = self.deliverer.template.batch_encoder()?;
         loop {
             let oldest = scheduler.front()?.received_at;
-            if scheduler.in_flight() >= scheduler.cap() {
+            // The cap, and the memory bound: another batch only while the bytes held (records
+            // and the bodies in flight) are within the buffer.
+            let over_memory = scheduler.in_flight() > 0 && bytes.held >= self.settings.buffer_bytes;
+            if scheduler.in_flight() >= scheduler.cap() || over_memory {
                 return None;
             }
             let full =
-                scheduler.waiting() >= limits.max_records || *waiting_bytes >= limits.max_bytes;
+                scheduler.waiting() >= limits.max_records || bytes.waiting >= limits.max_bytes;
             let due_at = oldest + limits.max_wait;
             if !full && (can_wait || Instant::now() < due_at) {
                 return Some(due_at);
@@ -314,10 +324,13 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 // Every waiting record's key is in flight: a finished batch wakes us.
                 return None;
             }
-            let size: usize = records.iter().map(Record::size_bytes).sum();
-            *waiting_bytes -= size;
+            let raw: usize = records.iter().map(Record::size_bytes).sum();
+            bytes.waiting -= raw;
             let count = records.len();
             let body = body.finish();
+            // The body is held as long as the batch: it counts toward the buffer bound.
+            let size = raw + body.len();
+            bytes.held += body.len();
             events::batch_sent(&self.metrics, count, body.len());
             events::delivery_started(&self.metrics, count);
             let delivery = self.deliverer.clone().deliver_batch(
