@@ -243,9 +243,10 @@ impl Drop for Permit<'_> {
 /// What an attempt's outcome says about the endpoint's load.
 pub fn signal(outcome: &AttemptOutcome) -> Signal {
     match outcome {
-        AttemptOutcome::Status { status, .. } if matches!(status, 429 | 503 | 504) => {
-            Signal::Overload
-        }
+        AttemptOutcome::Status {
+            status: 429 | 503 | 504,
+            ..
+        } => Signal::Overload,
         AttemptOutcome::Timeout | AttemptOutcome::Connection(_) => Signal::Overload,
         AttemptOutcome::Status { status, .. } if (200..300).contains(status) => Signal::Success,
         AttemptOutcome::Entry { .. } | AttemptOutcome::BadResults { .. } => Signal::Success,
