@@ -469,7 +469,10 @@ output:
         self.create_topic(topic)
         self.produce(topic, a.flow_records)
         runs = [(f"fixed-{c}", {"mode": "fixed", "max": c}) for c in a.flow_caps]
-        runs.append(("adaptive", {"mode": "adaptive", "max": 256}))
+        adaptive = {"mode": "adaptive", "max": 256}
+        if a.flow_tolerance:
+            adaptive["latency_tolerance"] = a.flow_tolerance
+        runs.append(("adaptive", adaptive))
         out = {}
         for name, concurrency in runs:
             make = lambda n, g, t, c=concurrency: self.ours(
@@ -734,6 +737,9 @@ def main():
     parser.add_argument("--flow-ms", type=int, default=5, help="service time per request")
     parser.add_argument("--flow-workers", type=int, default=16)
     parser.add_argument("--flow-records", type=int, default=40_000)
+    parser.add_argument("--flow-tolerance", type=float,
+                        help="delivery.concurrency.latency_tolerance of the adaptive run "
+                             "(default: the sidecar's)")
     parser.add_argument("--flow-caps", type=lambda v: [int(c) for c in v.split(",")],
                         default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--baseline-sidecar",

@@ -74,5 +74,5 @@ pub(crate) fn concurrency_min() -> usize {
     1
 }
 pub(crate) fn latency_tolerance() -> f64 {
-    1.25
+    2.0
 }

@@ -447,6 +447,13 @@ impl PartitionMetrics {
 
     /// The partition left this member: drop its per-partition series.
     pub fn forget(&self) {
+        if self.paused.get() == 1 {
+            // Left paused for shutdown (the consumer closes paused): no longer this worker's.
+            self.metrics
+                .paused_partitions
+                .with_label_values(&[PauseReason::HeadOfLine.label()])
+                .dec();
+        }
         let labels = [self.topic.as_str(), self.partition.as_str()];
         let _ = self.metrics.consumer_lag.remove_label_values(&labels);
         let _ = self.metrics.oldest_unacked_age.remove_label_values(&labels);

@@ -4,7 +4,8 @@
 //! The rule, decided once per window (the smoothed latency, at least [`MIN_WINDOW`]):
 //! - an overload answer (429, 503, 504, timeout, connection error) halves the limit at once,
 //!   at most once per window;
-//! - a window whose mean latency exceeds `tolerance` × the baseline multiplies it by 0.9;
+//! - a window whose mean latency exceeds `tolerance` × the baseline multiplies it by 0.9 (by
+//!   0.5 the first time, ending slow start: the last doubling overshot);
 //! - otherwise, if the limit was reached during the window, it grows: doubling until the first
 //!   decrease (slow start), then by one.
 //!
@@ -132,11 +133,14 @@ impl AdaptiveLimit {
         let baseline = *self.baseline.get_or_insert(smoothed);
         let before = self.limit();
         let change = if smoothed > baseline * self.params.tolerance {
-            self.slow_start = false;
             if before <= self.params.floor {
                 // At the floor latency is the endpoint's own: it got slower for everyone.
                 self.baseline = Some(smoothed);
                 None
+            } else if std::mem::replace(&mut self.slow_start, false) {
+                // The last doubling overshot: back to the limit before it.
+                self.set(self.limit * 0.5);
+                Some(Change::Decreased)
             } else {
                 self.set(self.limit * LATENCY_DECREASE);
                 Some(Change::Decreased)
