@@ -61,6 +61,10 @@ enum Command {
         delay_ms: u64,
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Serve at most this many requests at once, the rest waiting in a queue (so latency
+        /// rises with concurrency); 0 = no limit.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
     },
     CreateTopic {
         #[arg(long)]
@@ -133,11 +137,12 @@ fn main() -> Result<()> {
             listen,
             delay_ms,
             threads,
+            workers,
         } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .enable_all()
             .build()?
-            .block_on(receiver(listen, Duration::from_millis(delay_ms))),
+            .block_on(receiver(listen, Duration::from_millis(delay_ms), workers)),
         Command::CreateTopic {
             bootstrap,
             topic,
@@ -241,12 +246,16 @@ struct Tally {
     seen: Vec<u64>,
     /// Microseconds from append time to arrival, one per record that carried a timestamp.
     latencies_us: Vec<i64>,
+    /// Microseconds from a request's arrival to its answer (queue and service).
+    service_us: Vec<u64>,
     first_us: u64,
     last_us: u64,
 }
 
 struct Receiver {
     delay: Duration,
+    /// With `--workers`: the workers; requests beyond them queue.
+    workers: Option<tokio::sync::Semaphore>,
     tally: Mutex<Tally>,
     /// Requests being answered right now, and the most at once since the last reset.
     in_flight: AtomicU64,
@@ -304,7 +313,17 @@ impl Receiver {
             "last_us": tally.last_us,
         });
         let mut latencies = tally.latencies_us.clone();
+        let mut service = tally.service_us.clone();
         drop(tally);
+        service.sort_unstable();
+        let service_pct = |q: f64| -> Option<f64> {
+            if service.is_empty() {
+                return None;
+            }
+            let rank = ((q * service.len() as f64).ceil() as usize).clamp(1, service.len());
+            Some(service[rank - 1] as f64 / 1000.0)
+        };
+        stats["service_ms"] = json!({"p50": service_pct(0.50), "p99": service_pct(0.99)});
         latencies.sort_unstable();
         let pct = |q: f64| -> Option<f64> {
             if latencies.is_empty() {
@@ -331,13 +350,14 @@ impl Receiver {
     }
 }
 
-async fn receiver(listen: SocketAddr, delay: Duration) -> Result<()> {
+async fn receiver(listen: SocketAddr, delay: Duration, workers: usize) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .context("binding receiver")?;
     println!("listening {}", listener.local_addr()?);
     let state = Arc::new(Receiver {
         delay,
+        workers: (workers > 0).then(|| tokio::sync::Semaphore::new(workers)),
         tally: Mutex::new(Tally::default()),
         in_flight: AtomicU64::new(0),
         peak_in_flight: AtomicU64::new(0),
@@ -369,6 +389,7 @@ async fn handle(
         state.reset();
         return Ok(Response::new(Full::new(Bytes::new())));
     }
+    let arrived = Instant::now();
     let now_in_flight = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     state
         .peak_in_flight
@@ -402,10 +423,23 @@ async fn handle(
         // and `malformed` / `last_malformed` say why.
         Err(error) => state.malformed(error),
     }
+    // A worker serves the request (after the queue, with --workers).
+    let worker = match &state.workers {
+        Some(workers) => workers.acquire().await.ok(),
+        None => None,
+    };
     if !state.delay.is_zero() {
         tokio::time::sleep(state.delay).await;
     }
+    drop(worker);
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let took = arrived.elapsed().as_micros() as u64;
+    state
+        .tally
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .service_us
+        .push(took);
     Ok(Response::new(Full::new(Bytes::new())))
 }
 

@@ -149,15 +149,17 @@ class Bench:
                              text=True, timeout=timeout)
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
 
-    def receiver(self, delay_ms):
-        if delay_ms not in self.receivers:
-            proc = Proc(f"receiver-{delay_ms}ms", [self.tool, "receiver", "--delay-ms",
-                                                  str(delay_ms)], self.workdir)
+    def receiver(self, delay_ms, workers=0):
+        key = delay_ms if not workers else (delay_ms, workers)
+        if key not in self.receivers:
+            name = f"receiver-{delay_ms}ms" + (f"-{workers}w" if workers else "")
+            proc = Proc(name, [self.tool, "receiver", "--delay-ms", str(delay_ms),
+                               "--workers", str(workers)], self.workdir)
             line = wait_for("the receiver's address", lambda: _first_line(proc.log_path),
                             30, proc=proc)
             proc.url = "http://" + line.split()[1] + "/"
-            self.receivers[delay_ms] = proc
-        return self.receivers[delay_ms]
+            self.receivers[key] = proc
+        return self.receivers[key]
 
     def stats(self, receiver):
         return json.loads(http_get(receiver.url + "stats"))
@@ -571,6 +573,51 @@ output:
             log(f"idle {name}: {out[name]}")
         return out
 
+    def flow(self):
+        """Issue 15: an endpoint whose latency rises with concurrency (--flow-workers workers
+        of --flow-ms each, the rest queued). Fixed shared caps are swept, then the adaptive
+        limit runs without being told the cap; throughput and the p99 of the endpoint's
+        answer time (queue + service) side by side."""
+        a = self.args
+        receiver = self.receiver(a.flow_ms, a.flow_workers)
+        topic = f"bench-flow-{uuid.uuid4().hex[:6]}"
+        self.create_topic(topic)
+        self.produce(topic, a.flow_records)
+        runs = [(f"fixed-{c}", {"mode": "fixed", "max": c}) for c in a.flow_caps]
+        adaptive = {"mode": "adaptive", "max": 256}
+        if a.flow_tolerance:
+            adaptive["latency_tolerance"] = a.flow_tolerance
+        runs.append(("adaptive", adaptive))
+        out = {}
+        for name, concurrency in runs:
+            make = lambda n, g, t, c=concurrency: self.ours(
+                n, g, t, receiver.url, "none", 64, delivery={"concurrency": c})
+            result = self.drain_backlog(f"flow-{name}", make, topic, a.flow_records, receiver)
+            stats = self.stats(receiver)
+            result["answer_p99_ms"] = stats["service_ms"]["p99"]
+            result["answer_p50_ms"] = stats["service_ms"]["p50"]
+            result["peak_in_flight"] = stats["peak_in_flight"]
+            out[name] = result
+        best = max((v for k, v in out.items() if k != "adaptive"),
+                   key=lambda v: v["delivered_per_s"])
+        adaptive = out["adaptive"]
+        out["verdict"] = {
+            "throughput_ratio": round(adaptive["delivered_per_s"] / max(best["delivered_per_s"], 1), 3),
+            "p99_no_worse": adaptive["answer_p99_ms"] <= best["answer_p99_ms"],
+        }
+        lines = ["| run | delivered/s | endpoint answer p50 ms | p99 ms | peak in flight |",
+                 "|---|---:|---:|---:|---:|"]
+        for name, v in out.items():
+            if name == "verdict":
+                continue
+            lines.append(f"| {name} | {v['delivered_per_s']} | {v['answer_p50_ms']} | "
+                         f"{v['answer_p99_ms']} | {v['peak_in_flight']} |")
+        lines.append(f"\nadaptive / best fixed throughput: {out['verdict']['throughput_ratio']}; "
+                     f"p99 no worse: {out['verdict']['p99_no_worse']}")
+        out["table"] = "\n".join(lines)
+        print(out["table"])
+        return out
+
     # -- everything ----------------------------------------------------------------
 
     def batch_fast(self, url):
@@ -601,6 +648,9 @@ output:
 
     def run(self):
         a, p, cap = self.args, self.args.partitions, self.args.cap
+        if a.flow_only:
+            self.results["flow"] = self.flow()
+            return self.results
         fast = self.receiver(0)
         if a.batch_only:
             self.results["batch"] = self.batch_fast(fast.url)
@@ -659,6 +709,9 @@ output:
             self.results["big_backlog"] = {
                 name: self.drain_backlog(f"big-{name}", kinds[name][1], big, a.big_records, fast)
                 for name in ("ours-partition", "ours-key")}
+        if a.flow:
+            log("flow control")
+            self.results["flow"] = self.flow()
         return self.results
 
     def stop(self):
@@ -948,6 +1001,19 @@ def main():
                         metavar="KEY=VALUE",
                         help="a librdkafka property for our batch rows only (a diagnostic, "
                              "e.g. queued.max.messages.kbytes=2048); repeatable")
+    parser.add_argument("--flow-only", action="store_true",
+                        help="only the flow-control scenario (issue 15): fixed caps swept vs "
+                             "the adaptive limit against an endpoint of --flow-workers workers")
+    parser.add_argument("--flow", action="store_true",
+                        help="also run the flow-control scenario after the others")
+    parser.add_argument("--flow-ms", type=int, default=5, help="service time per request")
+    parser.add_argument("--flow-workers", type=int, default=16)
+    parser.add_argument("--flow-records", type=int, default=40_000)
+    parser.add_argument("--flow-tolerance", type=float,
+                        help="delivery.concurrency.latency_tolerance of the adaptive run "
+                             "(default: the sidecar's)")
+    parser.add_argument("--flow-caps", type=lambda v: [int(c) for c in v.split(",")],
+                        default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--baseline-sidecar",
                         help="an earlier sidecar build to run side by side (rows base-*)")
     parser.add_argument("--out", required=True, help="JSON results file")
@@ -977,7 +1043,9 @@ def main():
                            if k not in ("tool", "sidecar", "sarama", "benthos", "baseline_sidecar", "out")}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
-    table = markdown(results, args)
+    table = (results["flow"]["table"] + "\n") if args.flow_only else markdown(results, args)
+    if args.flow and not args.flow_only:
+        table += "\nFlow control:\n\n" + results["flow"]["table"] + "\n"
     with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
         f.write(table)
     print(table)

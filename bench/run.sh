@@ -10,7 +10,7 @@
 #    (Benthos v4.27.0 — see bench/README.md for why not Redpanda Connect);
 # 3. starts a fresh 1-node Kafka with the JIT fully on (the test setup's C1-only JVM
 #    favours start-up time over throughput);
-# 4. runs bench/run.py: every scenario, one after the other, against that broker and the
+# 4. runs bench/run.py: every scenario (the flow-control sweep included), one after the other, against that broker and the
 #    bench receiver, batching included (--batch-only: just the batch scenarios, --no-batch:
 #    without them); prints the table and writes bench/results/latest.json (+ .md);
 # 5. stops Kafka on any exit.
@@ -67,4 +67,4 @@ python3 "$ROOT/bench/run.py" \
     --tool "$ROOT/target/release/examples/kws-bench" \
     --sidecar "$ROOT/target/release/kafka-webhook-sidecar" \
     --sarama "$PEERS_BIN/sarama-baseline" --benthos "$PEERS_BIN/benthos" \
-    --out "$OUT_DIR/latest.json" "$@"
+    --flow --out "$OUT_DIR/latest.json" "$@"

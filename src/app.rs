@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Settings;
+use crate::delivery::flow::Flow;
 use crate::delivery::{deliverer, Deliverer, HttpClient};
 pub use crate::error::Error;
 use crate::format::RequestTemplate;
@@ -60,6 +61,7 @@ pub async fn run(
         on_failure: kafka::dead_letter::on_failure(&delivery.on_failure, &settings.kafka)?,
         metrics: metrics.clone(),
         jitter: deliverer::random_jitter,
+        flow: Flow::new(&delivery.flow, &metrics),
     });
     // With batching the buffer holds two full batches (records and bodies), so one fills
     // while one is in flight.
@@ -73,6 +75,7 @@ pub async fn run(
         buffer_records,
         buffer_bytes,
         batch: delivery.batch,
+        pause_fetch_after: delivery.flow.pause_fetch_after,
     });
 
     let consumer = kafka::create(

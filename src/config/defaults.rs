@@ -67,3 +67,12 @@ pub(crate) fn batch_max_bytes() -> usize {
 pub(crate) fn batch_max_wait() -> Duration {
     Duration::from_millis(5)
 }
+pub(crate) fn concurrency_max() -> usize {
+    256
+}
+pub(crate) fn concurrency_min() -> usize {
+    1
+}
+pub(crate) fn latency_tolerance() -> f64 {
+    2.0
+}

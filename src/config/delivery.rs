@@ -14,7 +14,9 @@ use super::duration::serde_text;
 use super::format::{self, CloudEventsConfig, Format, SigningConfig};
 use super::kafka::valid_topic;
 use super::settings::{DeliverySettings, Endpoint, FailureAction};
-use super::{invalid, AuthConfig, BatchConfig, ConfigError, TlsConfig};
+use super::{
+    invalid, AuthConfig, BatchConfig, ConcurrencyConfig, ConfigError, RateLimitConfig, TlsConfig,
+};
 
 /// HTTP delivery.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -71,6 +73,20 @@ pub struct DeliveryConfig {
     /// Many records per request with a result per record; off when absent.
     #[serde(default)]
     pub batch: Option<BatchConfig>,
+    /// One limit on requests in flight toward the endpoint for all partitions, fixed or
+    /// adaptive; absent = only the per-partition `max_in_flight`.
+    #[serde(default)]
+    pub concurrency: Option<ConcurrencyConfig>,
+    /// Records per second toward the endpoint for all partitions; absent = unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Pause fetching a partition whose oldest unacknowledged record has waited this long
+    /// while nothing in the partition was acknowledged (endpoint down, long backoff); resumed
+    /// at its next acknowledgement. Absent = never paused (fetching stops only when the
+    /// partition's buffer is full).
+    #[serde(default, with = "super::duration::serde_option_text")]
+    #[schemars(with = "Option<String>")]
+    pub pause_fetch_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -281,6 +297,11 @@ impl DeliveryConfig {
             on_failure: self.failure_action(consumed)?,
             format,
             batch,
+            flow: super::flow::validate(
+                self.concurrency.as_ref(),
+                self.rate_limit.as_ref(),
+                self.pause_fetch_after,
+            )?,
         })
     }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`kafka`], [`delivery`], [`service`]: one file per section, each with its validation;
 //!   [`format`]: the `delivery` keys that shape the request (format, CloudEvents, signing).
-//!   [`batch`]: `delivery.batch`. [`tls`] and [`auth`]: `delivery.tls` and `delivery.auth` (their files are read by
+//!   [`batch`]: `delivery.batch`. [`flow`]: `delivery.concurrency`, `rate_limit`, `pause_fetch_after`. [`tls`] and [`auth`]: `delivery.tls` and `delivery.auth` (their files are read by
 //!   `delivery::tls` and `delivery::auth`, keeping this module free of I/O).
 //! - [`settings`]: the validated runtime value; [`defaults`]: every default in one place.
 //! - [`duration`] (`250ms`, `10s`) and [`interpolate`] (`${VAR}`, `${VAR:-default}`).
@@ -20,6 +20,7 @@ pub mod batch;
 mod defaults;
 pub mod delivery;
 pub mod duration;
+pub mod flow;
 pub mod format;
 pub mod interpolate;
 pub mod kafka;
@@ -31,6 +32,10 @@ pub mod tls;
 pub use auth::{AuthConfig, AuthSettings, OAuth2Config, OAuth2Settings};
 pub use batch::{BatchBody, BatchConfig, BatchEncoding, BatchSettings};
 pub use delivery::{DeliveryConfig, FailurePolicy, Ordering, RetryConfig, StatusRange};
+pub use flow::{
+    ConcurrencyConfig, ConcurrencyMode, ConcurrencySettings, FlowSettings, RateLimitConfig,
+    RateSettings,
+};
 pub use format::{CloudEventsConfig, Format, SigningConfig};
 pub use interpolate::{interpolate, InterpolationError};
 pub use kafka::{AssignmentStrategy, GroupProtocol, KafkaConfig, OffsetReset};
@@ -117,6 +122,9 @@ impl Config {
                 tls: TlsConfig::default(),
                 auth: AuthConfig::default(),
                 batch: None,
+                concurrency: None,
+                rate_limit: None,
+                pause_fetch_after: None,
             },
             shutdown: ShutdownConfig::default(),
             admin: AdminConfig::default(),

@@ -9,8 +9,8 @@ use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Uri};
 
 use super::{
-    AuthSettings, BatchSettings, Format, KafkaConfig, LogConfig, Ordering, RetryConfig,
-    ShutdownConfig, TlsSettings,
+    AuthSettings, BatchSettings, FlowSettings, Format, KafkaConfig, LogConfig, Ordering,
+    RetryConfig, ShutdownConfig, TlsSettings,
 };
 
 /// A validated configuration, ready to run.
@@ -37,6 +37,8 @@ pub struct DeliverySettings {
     pub format: FormatSettings,
     /// Batching limits and body; `None` = one record per request.
     pub batch: Option<BatchSettings>,
+    /// Shared concurrency limit, rate limit, fetch pausing.
+    pub flow: FlowSettings,
 }
 
 /// The endpoint and the parts of every request that do not depend on the record.

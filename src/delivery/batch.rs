@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
@@ -58,17 +58,15 @@ impl<T: Transport> Deliverer<T> {
                 .take()
                 .unwrap_or_else(|| encoder.body(pending.iter()));
             let prepared = self.template.prepare_batch(&pending, body);
-            let started = Instant::now();
-            let request = self.template.request(&prepared, SystemTime::now());
-            let (outcome, answer) = tokio::select! {
-                answer = self.transport.send_for_body(request, self.timeout) => answer,
-                _ = drain.abandon.cancelled() => {
-                    settle_all(&settled, &pending, Disposition::Abandoned);
-                    return;
-                }
+            let build = || self.template.request(&prepared, SystemTime::now());
+            let records = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+            let Some(sent) = self.send_attempt(build, records, true, &drain).await else {
+                settle_all(&settled, &pending, Disposition::Abandoned);
+                return;
             };
+            let (outcome, answer) = (sent.outcome, sent.body);
             let topic = pending.first().map_or("", |record| &*record.topic);
-            events::attempt_finished(&self.metrics, topic, outcome.class(), started.elapsed());
+            events::attempt_finished(&self.metrics, topic, outcome.class(), sent.took);
 
             let outcomes = entry_outcomes(encoder, &pending, outcome, &answer);
             let unit = (self.jitter)();

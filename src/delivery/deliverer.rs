@@ -3,10 +3,11 @@
 //! each attempt is [`policy::decide`]; this file only sends, sleeps and reports.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
+use super::flow::Flow;
 use super::policy::{self, Decision};
 use super::retry::{self, AttemptOutcome};
 use super::{DeadLetterSink, Disposition, Drain, HttpClient, OnFailure, Transport};
@@ -27,6 +28,8 @@ pub struct Deliverer<T = HttpClient> {
     pub metrics: Metrics,
     /// The backoff jitter's randomness, a value in [0, 1) (injected so tests can pin it).
     pub jitter: fn() -> f64,
+    /// The shared concurrency and rate limits every attempt passes through.
+    pub flow: Flow,
 }
 
 /// Uniform randomness for the full-jitter backoff.
@@ -44,19 +47,13 @@ impl<T: Transport> Deliverer<T> {
                 return Disposition::Abandoned;
             }
             attempts += 1;
-            let started = Instant::now();
-            // Built per attempt: a signature carries the time of its attempt.
-            let request = self.template.request(&prepared, SystemTime::now());
-            let outcome = tokio::select! {
-                outcome = self.transport.send(request, self.timeout) => outcome,
-                _ = drain.abandon.cancelled() => return Disposition::Abandoned,
+            // Built per attempt, when it is sent: a signature carries the time of its attempt.
+            let build = || self.template.request(&prepared, SystemTime::now());
+            let Some(sent) = self.send_attempt(build, 1, false, &drain).await else {
+                return Disposition::Abandoned;
             };
-            events::attempt_finished(
-                &self.metrics,
-                &record.topic,
-                outcome.class(),
-                started.elapsed(),
-            );
+            let outcome = sent.outcome;
+            events::attempt_finished(&self.metrics, &record.topic, outcome.class(), sent.took);
             let decision = policy::decide(
                 &self.retry,
                 self.on_failure.kind(),

@@ -147,13 +147,15 @@ pub fn batch_deliverer(
     let settings = config.settings().unwrap();
     let mut retry = settings.delivery.retry.clone();
     retry.max_attempts = max_attempts;
+    let metrics = Metrics::new();
     Arc::new(Deliverer {
         transport,
         template: RequestTemplate::new(&settings.delivery),
         timeout: Duration::from_secs(1),
         retry,
         on_failure,
-        metrics: Metrics::new(),
+        flow: super::flow::Flow::unlimited(&metrics),
+        metrics,
         jitter: || 0.5,
     })
 }

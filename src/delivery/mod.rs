@@ -2,7 +2,8 @@
 //! decision after each attempt ([`policy`], built on [`retry`]: classification, backoff,
 //! `Retry-After`), and the pooled HTTP client ([`http_client`], built by [`connector`]) with
 //! its TLS configuration ([`tls`]), credentials ([`auth`], [`oauth2`]) and the files re-read
-//! when they change ([`watched`]).
+//! when they change ([`watched`]); flow control toward the endpoint ([`flow`]: the shared
+//! concurrency and rate limits every attempt passes through).
 //!
 //! The two I/O edges are traits, so the loop is unit-tested without a network: a
 //! [`Transport`] sends one attempt, a [`DeadLetterSink`] takes records that failed for good.
@@ -25,6 +26,7 @@ pub mod connector;
 pub mod deliverer;
 #[cfg(test)]
 pub mod fakes;
+pub mod flow;
 pub mod http_client;
 pub mod oauth2;
 pub mod policy;

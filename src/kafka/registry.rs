@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::commit;
 use super::offset_reset::ResetWatch;
@@ -110,6 +110,13 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         let id = (topic.clone(), partition);
         if self.workers().contains_key(&id) {
             return;
+        }
+        // A partition paused by a worker that did not get to resume it (librdkafka keeps the
+        // pause across re-assignment) must fetch again: clear it before it is assigned.
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition(&topic, partition);
+        if let Err(error) = consumer.resume(&list) {
+            debug!(topic = %topic, partition, %error, "Could not clear a pause before assignment");
         }
         let Some(mut queue) = consumer.split_partition_queue(&topic, partition) else {
             error!(topic = %topic, partition, "Could not split partition queue");

@@ -55,6 +55,20 @@ impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
         }
     }
 
+    fn set_paused(&self, paused: bool) -> Result<(), KafkaError> {
+        // librdkafka drops what it prefetched for the partition on pause and fetches again
+        // from the application position (one past the last record polled) on resume, so
+        // nothing is lost or reordered; records re-fetched below what the worker holds are
+        // skipped by its tracker.
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition(&self.topic, self.partition);
+        if paused {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        }
+    }
+
     fn store(&self, offset: i64) -> Result<(), KafkaError> {
         let mut list = TopicPartitionList::with_capacity(1);
         list.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))?;

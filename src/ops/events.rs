@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Gauge, IntCounter};
+use prometheus::{Gauge, IntCounter, IntGauge};
 use tracing::{debug, error, info, warn};
 
 use super::metrics::Metrics;
@@ -383,7 +383,10 @@ pub fn partition_stopped(metrics: &Metrics) {
 
 /// Fetching was paused for `count` partitions (shutdown).
 pub fn partitions_paused(metrics: &Metrics, count: usize) {
-    metrics.paused_partitions.set(count as i64);
+    metrics
+        .paused_partitions
+        .with_label_values(&[PauseReason::Shutdown.label()])
+        .set(count as i64);
 }
 
 /// librdkafka's statistics gave a partition's lag (high watermark − stored offset).
@@ -412,6 +415,7 @@ pub struct PartitionMetrics {
     partition: String,
     received: IntCounter,
     oldest_unacked_age: Gauge,
+    paused: IntGauge,
 }
 
 impl PartitionMetrics {
@@ -421,6 +425,9 @@ impl PartitionMetrics {
             received: metrics.records_received.with_label_values(&[topic]),
             oldest_unacked_age: metrics
                 .oldest_unacked_age
+                .with_label_values(&[topic, &partition]),
+            paused: metrics
+                .partition_paused
                 .with_label_values(&[topic, &partition]),
             metrics: metrics.clone(),
             topic: topic.to_string(),
@@ -440,10 +447,129 @@ impl PartitionMetrics {
 
     /// The partition left this member: drop its per-partition series.
     pub fn forget(&self) {
+        if self.paused.get() == 1 {
+            // Left paused for shutdown (the consumer closes paused): no longer this worker's.
+            self.metrics
+                .paused_partitions
+                .with_label_values(&[PauseReason::HeadOfLine.label()])
+                .dec();
+        }
         let labels = [self.topic.as_str(), self.partition.as_str()];
         let _ = self.metrics.consumer_lag.remove_label_values(&labels);
         let _ = self.metrics.oldest_unacked_age.remove_label_values(&labels);
+        let _ = self.metrics.partition_paused.remove_label_values(&labels);
     }
+
+    /// Fetching paused: the oldest unacknowledged record (`head`) waited `waited` with no
+    /// acknowledgement in the partition.
+    pub fn fetch_paused(&self, head: i64, waited: Duration, result: Result<(), &str>) {
+        match result {
+            Ok(()) => {
+                self.paused.set(1);
+                self.metrics
+                    .paused_partitions
+                    .with_label_values(&[PauseReason::HeadOfLine.label()])
+                    .inc();
+                warn!(
+                    topic = %self.topic,
+                    partition = %self.partition,
+                    head,
+                    waited_ms = waited.as_millis() as u64,
+                    "Paused fetching: the oldest unacknowledged record is waiting"
+                );
+            }
+            Err(error) => {
+                warn!(topic = %self.topic, partition = %self.partition, %error, "Could not pause fetching")
+            }
+        }
+    }
+
+    /// Fetching resumed (the partition moved, or its worker stops).
+    pub fn fetch_resumed(&self, result: Result<(), &str>) {
+        if self.paused.get() == 1 {
+            self.paused.set(0);
+            self.metrics
+                .paused_partitions
+                .with_label_values(&[PauseReason::HeadOfLine.label()])
+                .dec();
+        }
+        match result {
+            Ok(()) => info!(topic = %self.topic, partition = %self.partition, "Resumed fetching"),
+            Err(error) => {
+                warn!(topic = %self.topic, partition = %self.partition, %error, "Could not resume fetching")
+            }
+        }
+    }
+}
+
+/// Why fetching is paused, the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    Shutdown,
+    HeadOfLine,
+}
+
+impl PauseReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Shutdown => "shutdown",
+            Self::HeadOfLine => "head_of_line",
+        }
+    }
+}
+
+/// How the adaptive concurrency limit moved, for [`concurrency_limit_changed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitChange {
+    Increased,
+    /// Latency rose above tolerance (x0.9).
+    Decreased,
+    /// An overload answer (halved).
+    Halved,
+}
+
+/// The shared concurrency limit is `limit` (set at start, and after each change). A halving is
+/// logged at warn, a latency decrease at info, growth at debug: state changes only.
+pub fn concurrency_limit_changed(metrics: &Metrics, limit: usize, change: Option<LimitChange>) {
+    metrics.concurrency_limit.set(limit as i64);
+    match change {
+        None => {}
+        Some(LimitChange::Increased) => debug!(limit, "Concurrency limit raised"),
+        Some(LimitChange::Decreased) => {
+            metrics
+                .concurrency_decreases
+                .with_label_values(&["latency"])
+                .inc();
+            info!(limit, "Concurrency limit lowered: endpoint latency rose")
+        }
+        Some(LimitChange::Halved) => {
+            metrics
+                .concurrency_decreases
+                .with_label_values(&["overload"])
+                .inc();
+            warn!(
+                limit,
+                "Concurrency limit halved: the endpoint answered overloaded (429/503/504, timeout or connection error)"
+            )
+        }
+    }
+}
+
+/// A request waits for a concurrency permit (`true`) or stopped waiting (`false`).
+pub fn concurrency_waiting(metrics: &Metrics, waiting: bool) {
+    if waiting {
+        metrics.concurrency_waiting.inc();
+    } else {
+        metrics.concurrency_waiting.dec();
+    }
+}
+
+/// A request waited `waited` for rate-limit tokens.
+pub fn rate_limited(metrics: &Metrics, waited: Duration) {
+    metrics.rate_limited_waits.inc();
+    metrics
+        .rate_limited_wait_seconds
+        .inc_by(waited.as_secs_f64());
 }
 
 /// What was re-read after a change on disk, the `source` label.

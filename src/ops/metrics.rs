@@ -26,8 +26,21 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Partitions this member owns.
     pub assigned_partitions: IntGauge,
-    /// Partitions paused (shutdown drain).
-    pub paused_partitions: IntGauge,
+    /// Partitions paused, by reason: shutdown, head_of_line (waited past
+    /// `delivery.pause_fetch_after`).
+    pub paused_partitions: IntGaugeVec,
+    /// 1 while a partition's fetching is paused because its head waited too long.
+    pub partition_paused: IntGaugeVec,
+    /// The shared concurrency limit toward the endpoint (requests); 0 when not configured.
+    pub concurrency_limit: IntGauge,
+    /// Requests waiting for a concurrency permit.
+    pub concurrency_waiting: IntGauge,
+    /// Decreases of the adaptive limit, by reason: latency, overload.
+    pub concurrency_decreases: IntCounterVec,
+    /// Requests that waited for rate-limit tokens.
+    pub rate_limited_waits: prometheus::IntCounter,
+    /// Time requests spent waiting for rate-limit tokens.
+    pub rate_limited_wait_seconds: prometheus::Counter,
     /// High watermark minus the committable offset, per partition.
     pub consumer_lag: IntGaugeVec,
     /// Age of the oldest unacknowledged record, per partition (head-of-line signal).
@@ -67,6 +80,14 @@ impl Metrics {
         };
         let gauge = |name: &str, help: &str| {
             let metric = IntGauge::new(name, help).expect("static metric definition is valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid");
             registry
                 .register(Box::new(metric.clone()))
                 .expect("metric names are unique");
@@ -159,7 +180,51 @@ impl Metrics {
             ),
             in_flight: gauge("kws_in_flight_records", "Records being delivered now."),
             assigned_partitions: gauge("kws_assigned_partitions", "Partitions this member owns."),
-            paused_partitions: gauge("kws_paused_partitions", "Partitions paused for shutdown."),
+            paused_partitions: gauge_vec(
+                "kws_paused_partitions",
+                "Partitions whose fetching is paused, by reason (shutdown; head_of_line: the oldest unacknowledged record waited past delivery.pause_fetch_after).",
+                &["reason"],
+            ),
+            partition_paused: gauge_vec(
+                "kws_partition_paused",
+                "1 while the partition's fetching is paused because its head waited past delivery.pause_fetch_after.",
+                &["topic", "partition"],
+            ),
+            concurrency_limit: gauge(
+                "kws_concurrency_limit",
+                "The shared limit on requests in flight toward the endpoint (delivery.concurrency); 0 when not set.",
+            ),
+            concurrency_waiting: gauge(
+                "kws_concurrency_waiting_requests",
+                "Requests waiting for a permit of the shared concurrency limit.",
+            ),
+            concurrency_decreases: counter(
+                "kws_concurrency_limit_decreases_total",
+                "Decreases of the adaptive concurrency limit, by reason (latency: x0.9; overload: halved on 429/503/504, timeout or connection error).",
+                &["reason"],
+            ),
+            rate_limited_waits: {
+                let metric = prometheus::IntCounter::new(
+                    "kws_rate_limited_requests_total",
+                    "Requests that waited for rate-limit tokens (delivery.rate_limit).",
+                )
+                .expect("static metric definition is valid");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric names are unique");
+                metric
+            },
+            rate_limited_wait_seconds: {
+                let metric = prometheus::Counter::new(
+                    "kws_rate_limited_wait_seconds_total",
+                    "Time requests spent waiting for rate-limit tokens.",
+                )
+                .expect("static metric definition is valid");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric names are unique");
+                metric
+            },
             consumer_lag,
             oldest_unacked_age,
             dead_letter_writes: counter(

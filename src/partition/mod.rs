@@ -1,6 +1,6 @@
 //! One partition's records between Kafka and the endpoint: the worker task ([`worker`]), the
-//! committable-offset watermark ([`offsets`]) and the ordering-mode scheduler
-//! ([`scheduler`]). The worker reads its records from a [`PartitionSource`], so this folder
+//! committable-offset watermark ([`offsets`]), the ordering-mode scheduler
+//! ([`scheduler`]) and when to pause fetching ([`pause`]). The worker reads its records from a [`PartitionSource`], so this folder
 //! knows nothing of the consumer it runs under (`kafka::source` implements it).
 
 use rdkafka::error::KafkaError;
@@ -8,6 +8,7 @@ use rdkafka::error::KafkaError;
 use crate::record::Record;
 
 pub mod offsets;
+pub mod pause;
 pub mod scheduler;
 pub mod worker;
 
@@ -24,4 +25,7 @@ pub trait PartitionSource: Send + 'static {
     /// itself, such as transaction markers), if known. Every record below it was already
     /// returned by [`poll`](Self::poll).
     fn position(&self) -> Option<i64>;
+    /// Pauses (`true`) or resumes fetching of this partition. Records already handed out are
+    /// kept by the worker; the source resumes at the next record not yet handed out.
+    fn set_paused(&self, paused: bool) -> Result<(), KafkaError>;
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, warn, Instrument};
 
 use super::offsets::OffsetTracker;
+use super::pause::{PauseChange, PauseControl};
 use super::scheduler::{Key, Scheduler};
 use super::PartitionSource;
 use crate::config::{BatchSettings, Ordering};
@@ -48,6 +49,8 @@ pub struct WorkerSettings {
     pub buffer_bytes: usize,
     /// Batching limits; `None` = one record per request.
     pub batch: Option<BatchSettings>,
+    /// Pause fetching after the head waited this long with no progress; `None` = never.
+    pub pause_fetch_after: Option<Duration>,
 }
 
 /// What a finished worker leaves behind.
@@ -117,6 +120,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         let (settled_sender, mut settled) = mpsc::unbounded_channel::<(i64, Disposition)>();
         let mut draining = false;
         let mut stored: Option<i64> = None;
+        let mut pause = PauseControl::new(self.settings.pause_fetch_after, Instant::now());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -176,9 +180,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             // Entries of batches settled so far.
             while let Ok((offset, disposition)) = settled.try_recv() {
                 if disposition.is_acknowledged() {
-                    if let Err(track_error) = tracker.acknowledged(offset) {
-                        error!(error = %track_error, "Offset tracking error");
-                    }
+                    self.acknowledge(&mut tracker, &mut pause, &partition_metrics, offset);
                 }
             }
 
@@ -216,9 +218,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                                 Released::Record { offset, key, disposition } => {
                                     scheduler.finished(&key);
                                     if disposition.is_acknowledged() {
-                                        if let Err(track_error) = tracker.acknowledged(offset) {
-                                            error!(error = %track_error, "Offset tracking error");
-                                        }
+                                        self.acknowledge(&mut tracker, &mut pause, &partition_metrics, offset);
                                     }
                                 }
                                 Released::Batch { keys } => scheduler.finished_batch(&keys),
@@ -237,9 +237,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 }
                 Some((offset, disposition)) = settled.recv() => {
                     if disposition.is_acknowledged() {
-                        if let Err(track_error) = tracker.acknowledged(offset) {
-                            error!(error = %track_error, "Offset tracking error");
-                        }
+                        self.acknowledge(&mut tracker, &mut pause, &partition_metrics, offset);
                     }
                 }
                 _ = self.wakeup.notified(), if room => {}
@@ -256,13 +254,54 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                         .oldest_unacknowledged()
                         .map_or(Duration::ZERO, |(_, at)| Instant::now().duration_since(at));
                     partition_metrics.head_of_line(age);
+                    if !draining {
+                        let change = pause.check(tracker.oldest_unacknowledged(), Instant::now());
+                        self.apply(change, &partition_metrics);
+                    }
                 }
             }
         }
 
+        // librdkafka keeps a partition paused across re-assignment: never leave it paused for
+        // its next owner here (unless the whole consumer is paused for shutdown).
+        if pause.is_paused() && !self.health.is_shutting_down() {
+            self.apply(Some(PauseChange::Resume), &partition_metrics);
+        }
         partition_metrics.forget();
         WorkerExit {
             committable: stored,
+        }
+    }
+
+    /// Marks `offset` acknowledged; resumes fetching if it was paused.
+    fn acknowledge(
+        &self,
+        tracker: &mut OffsetTracker,
+        pause: &mut PauseControl,
+        metrics: &PartitionMetrics,
+        offset: i64,
+    ) {
+        if let Err(track_error) = tracker.acknowledged(offset) {
+            error!(error = %track_error, "Offset tracking error");
+        }
+        let change = pause.acknowledged(Instant::now());
+        self.apply(change, metrics);
+    }
+
+    /// Pauses or resumes the source's fetching.
+    fn apply(&self, change: Option<PauseChange>, metrics: &PartitionMetrics) {
+        match change {
+            None => {}
+            Some(PauseChange::Pause { head, waited }) => {
+                let result = self.source.set_paused(true);
+                let error = result.as_ref().err().map(ToString::to_string);
+                metrics.fetch_paused(head, waited, error.as_deref().map_or(Ok(()), Err));
+            }
+            Some(PauseChange::Resume) => {
+                let result = self.source.set_paused(false);
+                let error = result.as_ref().err().map(ToString::to_string);
+                metrics.fetch_resumed(error.as_deref().map_or(Ok(()), Err));
+            }
         }
     }
 

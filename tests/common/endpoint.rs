@@ -90,6 +90,8 @@ pub struct Attempt {
     pub nth_for_id: u32,
     /// How many requests the endpoint has seen so far, this one included.
     pub nth_overall: u64,
+    /// Requests being handled right now, this one included.
+    pub in_flight: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -293,6 +295,7 @@ async fn handle(
             Attempt {
                 nth_for_id,
                 nth_overall,
+                in_flight: shared.in_flight.load(Ordering::SeqCst),
             },
         )
     };
