@@ -583,6 +583,7 @@ mod tests {
     fn a_batch_counts_one_request_and_each_record() {
         let receiver = Receiver {
             delay: Duration::ZERO,
+            workers: None,
             tally: Mutex::new(Tally::default()),
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),

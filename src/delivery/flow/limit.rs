@@ -9,7 +9,9 @@
 //! - otherwise, if the limit was reached during the window, it grows: doubling until the first
 //!   decrease (slow start), then by one.
 //!
-//! The baseline is the lowest smoothed window latency seen; when the limit sits at its floor
+//! A window judges only requests started under the current limit: an answer to a request sent
+//! before the last change describes the old limit (counting those made slow start overshoot
+//! to 128 in flight against 16 workers). The baseline is the lowest smoothed window latency seen; when the limit sits at its floor
 //! and latency is still above tolerance, the endpoint itself got slower, so the baseline is
 //! reset to what is observed there. The limit never leaves `[floor, ceiling]`.
 
@@ -66,6 +68,8 @@ pub struct AdaptiveLimit {
     latency_sum: f64,
     max_in_flight: usize,
     last_halved: Option<Instant>,
+    /// Counts limit changes; requests carry the value they started under.
+    epoch: u64,
 }
 
 impl AdaptiveLimit {
@@ -82,7 +86,13 @@ impl AdaptiveLimit {
             latency_sum: 0.0,
             max_in_flight: 0,
             last_halved: None,
+            epoch: 0,
         }
+    }
+
+    /// The number of limit changes so far (what [`started`](Self::started) returns).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The current limit, within `[floor, ceiling]`.
@@ -95,13 +105,25 @@ impl AdaptiveLimit {
             .map_or(MIN_WINDOW, |s| Duration::from_secs_f64(s).max(MIN_WINDOW))
     }
 
-    /// A request started with `in_flight` requests (itself included) in flight.
-    pub fn started(&mut self, in_flight: usize) {
+    /// A request started with `in_flight` requests (itself included) in flight; returns the
+    /// epoch to give back to [`completed`](Self::completed).
+    pub fn started(&mut self, in_flight: usize) -> u64 {
         self.max_in_flight = self.max_in_flight.max(in_flight);
+        self.epoch
     }
 
-    /// A request finished after `latency` with `signal`; returns how the limit moved.
-    pub fn completed(&mut self, now: Instant, latency: Duration, signal: Signal) -> Option<Change> {
+    /// A request started in `epoch` finished after `latency` with `signal`; returns how the
+    /// limit moved. Answers to requests started before the last change are not judged.
+    pub fn completed(
+        &mut self,
+        now: Instant,
+        latency: Duration,
+        signal: Signal,
+        epoch: u64,
+    ) -> Option<Change> {
+        if epoch < self.epoch {
+            return None;
+        }
         match signal {
             Signal::Neutral => return None,
             Signal::Overload => {
@@ -117,7 +139,9 @@ impl AdaptiveLimit {
                 let before = self.limit();
                 self.set(self.limit * OVERLOAD_DECREASE);
                 self.reset_window(now);
-                return (self.limit() != before).then_some(Change::Halved);
+                let changed = self.limit() != before;
+                self.epoch += u64::from(changed);
+                return changed.then_some(Change::Halved);
             }
             Signal::Success => {
                 self.samples += 1;
@@ -160,7 +184,9 @@ impl AdaptiveLimit {
             }
         };
         self.reset_window(now);
-        change.filter(|_| self.limit() != before)
+        let changed = self.limit() != before;
+        self.epoch += u64::from(changed);
+        change.filter(|_| changed)
     }
 
     fn set(&mut self, limit: f64) {
@@ -202,8 +228,9 @@ mod tests {
         let mut overloads = 0;
         for _ in 0..rounds {
             let concurrency = limit.limit();
+            let mut epoch = 0;
             for in_flight in 1..=concurrency {
-                limit.started(in_flight);
+                epoch = limit.started(in_flight);
             }
             let answers: Vec<(Duration, Signal)> =
                 (0..concurrency).map(|i| endpoint(concurrency, i)).collect();
@@ -213,7 +240,7 @@ mod tests {
                 if signal == Signal::Overload {
                     overloads += 1;
                 }
-                limit.completed(now, latency, signal);
+                limit.completed(now, latency, signal, epoch);
             }
             limits.push(limit.limit());
         }
@@ -249,19 +276,29 @@ mod tests {
         assert!(before >= 64, "slow start grows: {before}");
         let now = start + Duration::from_secs(100);
         assert_eq!(
-            limit.completed(now, Duration::from_millis(10), Signal::Overload),
+            limit.completed(
+                now,
+                Duration::from_millis(10),
+                Signal::Overload,
+                limit.epoch()
+            ),
             Some(Change::Halved)
         );
         assert_eq!(limit.limit(), before / 2);
         // More overloads within the same window do not halve again.
         assert_eq!(
-            limit.completed(now, Duration::from_millis(10), Signal::Overload),
+            limit.completed(
+                now,
+                Duration::from_millis(10),
+                Signal::Overload,
+                limit.epoch()
+            ),
             None
         );
         assert_eq!(limit.limit(), before / 2);
         let later = now + Duration::from_secs(1);
         assert_eq!(
-            limit.completed(later, Duration::ZERO, Signal::Overload),
+            limit.completed(later, Duration::ZERO, Signal::Overload, limit.epoch()),
             Some(Change::Halved)
         );
         assert_eq!(limit.limit(), before / 4);
@@ -298,8 +335,8 @@ mod tests {
                 1 => Signal::Neutral,
                 _ => Signal::Success,
             };
-            limit.started((step % 11) as usize);
-            limit.completed(now, Duration::from_millis(step % 53), signal);
+            let epoch = limit.started((step % 11) as usize);
+            limit.completed(now, Duration::from_millis(step % 53), signal, epoch);
             assert!((3..=7).contains(&limit.limit()), "{}", limit.limit());
         }
     }
@@ -327,7 +364,12 @@ mod tests {
         for _ in 0..1000 {
             limit.started(1);
             now += Duration::from_millis(30);
-            limit.completed(now, Duration::from_millis(5), Signal::Success);
+            limit.completed(
+                now,
+                Duration::from_millis(5),
+                Signal::Success,
+                limit.epoch(),
+            );
         }
         assert_eq!(limit.limit(), 2);
     }

@@ -54,6 +54,8 @@ struct Permit<'a> {
     metrics: &'a Metrics,
     permit: Option<SemaphorePermit<'a>>,
     started: Clock,
+    /// The adaptive limit's epoch the request started in.
+    epoch: u64,
     signal: Signal,
 }
 
@@ -161,12 +163,13 @@ impl Flow {
             }
         };
         let permit = acquired?;
+        let mut epoch = 0;
         {
             let mut state = gate.state();
             state.in_flight += 1;
             let in_flight = state.in_flight;
             if let Some(adaptive) = &mut state.adaptive {
-                adaptive.started(in_flight);
+                epoch = adaptive.started(in_flight);
             }
         }
         Some(Some(Permit {
@@ -174,6 +177,7 @@ impl Flow {
             metrics: &self.metrics,
             permit: Some(permit),
             started: Clock::now(),
+            epoch,
             signal: Signal::Neutral,
         }))
     }
@@ -215,7 +219,7 @@ impl Drop for Permit<'_> {
             drop(permit);
             return;
         };
-        let change = adaptive.completed(now(), self.started.elapsed(), self.signal);
+        let change = adaptive.completed(now(), self.started.elapsed(), self.signal, self.epoch);
         let target = adaptive.limit();
         if state.circulating > target {
             permit.forget();
