@@ -1,7 +1,8 @@
 //! The adaptive concurrency limit as a pure machine (AIMD on latency and overload answers),
 //! time injected. It counts requests: one batch request is one unit.
 //!
-//! The rule, decided once per window (the smoothed latency, at least [`MIN_WINDOW`]):
+//! The rule, decided once per window (the smoothed latency, at least [`MIN_WINDOW`], and at
+//! least as many answers as the limit):
 //! - an overload answer (429, 503, 504, timeout, connection error) halves the limit at once,
 //!   at most once per window;
 //! - a window whose mean latency exceeds `tolerance` × the baseline multiplies it by 0.9 (by
@@ -148,7 +149,11 @@ impl AdaptiveLimit {
                 self.latency_sum += latency.as_secs_f64();
             }
         }
-        if now.saturating_duration_since(self.window_start) < self.window() || self.samples == 0 {
+        // A window also waits for a limit's worth of answers: judged earlier, it sees only the
+        // fast answers of a burst (the queued ones are still out) and slow start overshoots.
+        if now.saturating_duration_since(self.window_start) < self.window()
+            || (self.samples as usize) < self.limit()
+        {
             return None;
         }
         let mean = self.latency_sum / f64::from(self.samples);
