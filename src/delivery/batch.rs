@@ -77,26 +77,14 @@ impl<T: Transport> Deliverer<T> {
                     self.settle(&settled, &record, Outcome::Delivered, attempts, None);
                     continue;
                 };
-                let dropped_by_receiver = matches!(
-                    outcome,
-                    AttemptOutcome::Entry {
-                        result: EntryResult::Drop,
-                        ..
-                    }
+                let decision = policy::decide(
+                    &self.retry,
+                    self.on_failure.kind(),
+                    &outcome,
+                    attempts,
+                    SystemTime::now(),
+                    unit,
                 );
-                let decision = if dropped_by_receiver && matches!(self.on_failure, OnFailure::Block)
-                {
-                    Decision::Drop
-                } else {
-                    policy::decide(
-                        &self.retry,
-                        self.on_failure.kind(),
-                        &outcome,
-                        attempts,
-                        SystemTime::now(),
-                        unit,
-                    )
-                };
                 match decision {
                     Decision::Ack => {
                         self.settle(&settled, &record, Outcome::Delivered, attempts, None)

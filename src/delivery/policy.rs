@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::retry::{self, AttemptOutcome, Verdict};
+use super::retry::{self, AttemptOutcome, EntryResult, Verdict};
 use crate::config::RetryConfig;
 
 /// The failure policy, without its producer.
@@ -42,6 +42,19 @@ pub fn decide(
     let verdict = retry::classify(outcome, &config.retryable_statuses);
     if verdict == Verdict::Success {
         return Decision::Ack;
+    }
+    // A batch entry the receiver answered DROP is given up by the receiver itself: to the
+    // dead-letter topic when there is one, dropped otherwise (also under `block`, which would
+    // retry forever what the receiver refuses).
+    if let AttemptOutcome::Entry {
+        result: EntryResult::Drop,
+        ..
+    } = outcome
+    {
+        return match failure {
+            FailureKind::DeadLetter => Decision::DeadLetter,
+            FailureKind::Block | FailureKind::Drop => Decision::Drop,
+        };
     }
     let exhausted =
         verdict == Verdict::Fail || !retry::attempts_left(config.max_attempts, attempts);
@@ -84,6 +97,32 @@ mod tests {
     }
 
     const NOW: SystemTime = SystemTime::UNIX_EPOCH;
+
+    #[test]
+    fn an_entry_the_receiver_drops_is_dead_lettered_or_dropped_never_retried() {
+        let dropped = AttemptOutcome::Entry {
+            status: 200,
+            result: EntryResult::Drop,
+        };
+        for (failure, expected) in [
+            (FailureKind::Block, Decision::Drop),
+            (FailureKind::Drop, Decision::Drop),
+            (FailureKind::DeadLetter, Decision::DeadLetter),
+        ] {
+            assert_eq!(decide(&config(0), failure, &dropped, 1, NOW, 0.5), expected);
+        }
+        let retried = AttemptOutcome::Entry {
+            status: 200,
+            result: EntryResult::Missing,
+        };
+        assert!(matches!(
+            decide(&config(0), FailureKind::Block, &retried, 1, NOW, 0.5),
+            Decision::Wait {
+                blocking: false,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn success_is_acknowledged_under_every_policy() {
