@@ -284,7 +284,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         if let Err(track_error) = tracker.acknowledged(offset) {
             error!(error = %track_error, "Offset tracking error");
         }
-        let change = pause.acknowledged(Instant::now());
+        let change = pause.acknowledged();
         self.apply(change, metrics);
     }
 
