@@ -106,8 +106,9 @@ impl Metrics {
                 .expect("metric names are unique");
             metric
         };
-        let histogram = |name: &str, help: &str| {
-            let buckets = exponential_buckets(0.01, 2.0, 14).expect("static buckets are valid");
+        // Exponential buckets: `count` of them from `start`, doubling.
+        let histogram = |name: &str, help: &str, start: f64, count: usize| {
+            let buckets = exponential_buckets(start, 2.0, count).expect("static buckets are valid");
             let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("static metric definition is valid");
             registry
@@ -115,26 +116,6 @@ impl Metrics {
                 .expect("metric names are unique");
             metric
         };
-        let sized = |name: &str, help: &str, buckets: prometheus::Result<Vec<f64>>| {
-            let buckets = buckets.expect("static buckets are valid");
-            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("static metric definition is valid");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("metric names are unique");
-            metric
-        };
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "kws_consumer_lag_records",
-                "High watermark minus committable offset, per partition.",
-            ),
-            &["topic", "partition"],
-        )
-        .expect("static metric definition is valid");
-        registry
-            .register(Box::new(consumer_lag.clone()))
-            .expect("metric names are unique");
         let oldest_unacked_age = prometheus::GaugeVec::new(
             Opts::new(
                 "kws_oldest_unacked_record_age_seconds",
@@ -225,7 +206,11 @@ impl Metrics {
                     .expect("metric names are unique");
                 metric
             },
-            consumer_lag,
+            consumer_lag: gauge_vec(
+                "kws_consumer_lag_records",
+                "High watermark minus committable offset, per partition.",
+                &["topic", "partition"],
+            ),
             oldest_unacked_age,
             dead_letter_writes: counter(
                 "kws_dead_letter_writes_total",
@@ -250,10 +235,14 @@ impl Metrics {
             rebalance_drain: histogram(
                 "kws_rebalance_drain_seconds",
                 "Time spent draining revoked partitions.",
+                0.01,
+                14,
             ),
             shutdown_drain: histogram(
                 "kws_shutdown_drain_seconds",
                 "Time spent draining on shutdown.",
+                0.01,
+                14,
             ),
             credential_reloads: counter(
                 "kws_endpoint_credential_reloads_total",
@@ -265,15 +254,17 @@ impl Metrics {
                 "OAuth2 token requests by result (ok, error).",
                 &["result"],
             ),
-            batch_records: sized(
+            batch_records: histogram(
                 "kws_batch_records",
                 "Records per batch request (first attempt of each batch).",
-                exponential_buckets(1.0, 2.0, 15),
+                1.0,
+                15,
             ),
-            batch_bytes: sized(
+            batch_bytes: histogram(
                 "kws_batch_bytes",
                 "Body bytes per batch request (first attempt of each batch).",
-                exponential_buckets(1024.0, 2.0, 17),
+                1024.0,
+                17,
             ),
             registry,
         }
