@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::checks::{assert_commits_never_passed_unacknowledged, CommitWatcher, Delivered};
+use common::checks::{
+    assert_commits_never_passed_unacknowledged, assert_key_order, assert_nothing_lost,
+    assert_partition_order, CommitWatcher, Delivered,
+};
 use common::cluster::Kafka;
 use common::endpoint::{Endpoint, RecordedRequest, Reply};
 use common::*;
@@ -54,12 +57,24 @@ fn entries(request: &RecordedRequest) -> Vec<Entry> {
         .collect()
 }
 
+impl Entry {
+    fn delivered(&self) -> Delivered {
+        Delivered {
+            partition: self.partition,
+            offset: self.offset,
+            keyed: self.keyed.clone(),
+            at: self.at,
+        }
+    }
+}
+
 /// Every entry of every successful request, in arrival order.
-fn delivered_entries(endpoint: &Endpoint) -> Vec<Entry> {
+fn delivered_entries(endpoint: &Endpoint) -> Vec<Delivered> {
     endpoint
         .successful_requests()
         .iter()
         .flat_map(entries)
+        .map(|entry| entry.delivered())
         .collect()
 }
 
@@ -74,56 +89,6 @@ fn batch_config(group: &str, topic: &str, url: &str, ordering: DeliveryOrdering)
         ..BatchConfig::default()
     });
     config
-}
-
-/// First deliveries of each key arrive in sequence order.
-fn assert_key_order(entries: &[Entry]) {
-    let mut highest: HashMap<&str, u64> = HashMap::new();
-    for keyed in entries.iter().filter_map(|entry| entry.keyed.as_ref()) {
-        match highest.get(keyed.key.as_str()) {
-            Some(seen) if keyed.seq <= *seen => {}
-            Some(seen) => assert_eq!(
-                keyed.seq,
-                seen + 1,
-                "key {} jumped from seq {seen} to {}",
-                keyed.key,
-                keyed.seq
-            ),
-            None => assert_eq!(keyed.seq, 0, "key {} started at {}", keyed.key, keyed.seq),
-        }
-        highest.insert(&keyed.key, keyed.seq);
-    }
-}
-
-/// First deliveries of each partition arrive in offset order.
-fn assert_partition_order(entries: &[Entry]) {
-    let mut highest: HashMap<i32, i64> = HashMap::new();
-    for entry in entries {
-        match highest.get(&entry.partition) {
-            Some(seen) if entry.offset <= *seen => {}
-            Some(seen) => assert_eq!(
-                entry.offset,
-                seen + 1,
-                "partition {} jumped from offset {seen} to {}",
-                entry.partition,
-                entry.offset
-            ),
-            None => assert_eq!(entry.offset, 0),
-        }
-        highest.insert(entry.partition, entry.offset);
-    }
-}
-
-fn assert_nothing_lost(entries: &[Entry], produced: &[Keyed]) {
-    let seen: BTreeSet<&Keyed> = entries.iter().filter_map(|e| e.keyed.as_ref()).collect();
-    let missing: Vec<&Keyed> = produced.iter().filter(|k| !seen.contains(k)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} records lost, e.g. {:?}",
-        missing.len(),
-        produced.len(),
-        missing.iter().take(5).collect::<Vec<_>>()
-    );
 }
 
 async fn wait_entries(endpoint: &Endpoint, count: usize) {
@@ -328,12 +293,12 @@ async fn per_entry_results_retry_drop_and_missing_entries() {
     let answers = answers.lock().unwrap().clone();
 
     // Nothing lost: every produced record was answered SUCCESS or DROP.
-    let settled_entries: Vec<Entry> = answers
+    let acknowledged: Vec<Delivered> = answers
         .iter()
         .filter(|(_, answer)| matches!(answer, Answer::Success | Answer::Drop))
-        .map(|(entry, _)| entry.clone())
+        .map(|(entry, _)| entry.delivered())
         .collect();
-    assert_nothing_lost(&settled_entries, &produced);
+    assert_nothing_lost(&acknowledged, &produced);
 
     // Retried and left-out entries came again; dropped ones never came twice.
     let mut by_id: BTreeMap<&str, Vec<Answer>> = BTreeMap::new();
@@ -402,16 +367,6 @@ async fn per_entry_results_retry_drop_and_missing_entries() {
 
     // The committed offset never passed an entry that was not settled yet (offset 13 of
     // partition 0 stayed RETRY for 3 s while the watcher sampled).
-    let acknowledged: Vec<Delivered> = answers
-        .iter()
-        .filter(|(_, answer)| matches!(answer, Answer::Success | Answer::Drop))
-        .map(|(entry, _)| Delivered {
-            partition: entry.partition,
-            offset: entry.offset,
-            keyed: entry.keyed.clone(),
-            at: entry.at,
-        })
-        .collect();
     let checked = assert_commits_never_passed_unacknowledged(&samples, &acknowledged);
     assert!(checked > 0, "the watcher saw no commit");
     let held = samples
@@ -461,9 +416,6 @@ async fn a_whole_batch_503_honours_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rejected_batch_dead_letters_every_entry_with_error_headers() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
-
     let topic = unique("batch-dlq");
     let dlq = unique("batch-dlq-out");
     let group = unique("batch-dlq-group");
@@ -478,41 +430,14 @@ async fn a_rejected_batch_dead_letters_every_entry_with_error_headers() {
     let sidecar = Sidecar::start_ready(&config).await;
     wait_committed_to_end(&group, &topic, 1).await;
 
-    let reader: BaseConsumer = client_config()
-        .set("group.id", unique("batch-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    reader.subscribe(&[&dlq]).unwrap();
-    let mut stored: BTreeMap<i64, (Keyed, BTreeMap<String, String>)> = BTreeMap::new();
-    wait_until(
-        Duration::from_secs(30),
-        "all 30 records arrive in the dead-letter topic",
-        || {
-            while let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
-                let headers: BTreeMap<String, String> = message
-                    .headers()
-                    .map(|headers| {
-                        headers
-                            .iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .to_string(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let offset: i64 = headers["kws-original-offset"].parse().unwrap();
-                let keyed = parse_payload(message.payload().unwrap()).unwrap();
-                stored.insert(offset, (keyed, headers));
-            }
-            stored.len() >= 30
-        },
-    )
-    .await;
+    let stored: BTreeMap<i64, (Keyed, BTreeMap<String, String>)> = read_dead_letters(&dlq, 30)
+        .await
+        .into_iter()
+        .map(|record| {
+            let offset = record.headers["kws-original-offset"].parse().unwrap();
+            (offset, (record.payload.unwrap(), record.headers))
+        })
+        .collect();
     let keyed: BTreeSet<&Keyed> = stored.values().map(|(keyed, _)| keyed).collect();
     assert_eq!(keyed, produced.iter().collect());
     for (offset, (_, headers)) in &stored {
@@ -605,7 +530,7 @@ async fn max_wait_sends_a_lone_record_and_max_bytes_bounds_every_body() {
         let bytes = if index == 10 { &large } else { &value };
         produce_raw(&topic, Some(b"k"), Some(bytes), &[]).await;
     }
-    wait_entries_raw(&endpoint, 21).await;
+    wait_entries(&endpoint, 21).await;
     for request in endpoint.requests().iter().skip(1) {
         let list = request.body_json();
         let list = list.as_array().unwrap();
@@ -622,33 +547,6 @@ async fn max_wait_sends_a_lone_record_and_max_bytes_bounds_every_body() {
             );
         }
     }
-}
-
-/// Waits until `count` distinct offsets arrived in JSON-array batches of raw records.
-async fn wait_entries_raw(endpoint: &Endpoint, count: usize) {
-    let distinct = || {
-        endpoint
-            .successful_requests()
-            .iter()
-            .flat_map(|request| {
-                let body = request.body_json();
-                body.as_array()
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|entry| entry["offset"].as_i64())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect::<BTreeSet<_>>()
-            .len()
-    };
-    wait_until(
-        LONG,
-        lazy(|| format!("{count} records arrive: {}", distinct())),
-        || distinct() >= count,
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

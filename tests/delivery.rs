@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,42 +199,19 @@ async fn bad_request_goes_to_dead_letter_topic_and_later_records_flow() {
     );
 
     // Read the dead-letter topic back.
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
-    let reader: BaseConsumer = client_config()
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    reader.subscribe(&[&dlq]).unwrap();
-    let message = wait_until(
-        Duration::from_secs(30),
-        "a record arrives in the dead-letter topic",
-        || match reader.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => Some(message.detach()),
-            _ => None,
-        },
-    )
-    .await;
-    assert_eq!(message.key(), Some(&b"k0"[..]));
+    let DeadLetter {
+        key,
+        payload,
+        headers,
+    } = read_dead_letters(&dlq, 1).await.remove(0);
+    assert_eq!(key.as_deref(), Some(&b"k0"[..]));
     assert_eq!(
-        parse_payload(message.payload().unwrap()),
+        payload,
         Some(Keyed {
             key: "k0".into(),
             seq: 3
         })
     );
-    let headers: BTreeMap<String, String> = message
-        .headers()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h.key.to_string(),
-                String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
         headers.get("kws-error-status").map(String::as_str),
         Some("400")

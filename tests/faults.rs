@@ -41,26 +41,6 @@ fn metric_or_zero(sidecar: &Sidecar, name: &str) -> f64 {
     0.0
 }
 
-/// Per partition, first deliveries arrive in offset order (partition mode).
-fn assert_partition_order(deliveries: &[Delivered]) {
-    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
-    let mut last_first: BTreeMap<i32, i64> = BTreeMap::new();
-    for d in deliveries {
-        if !seen.insert((d.partition, d.offset)) {
-            continue; // a redelivery
-        }
-        let last = last_first.entry(d.partition).or_insert(-1);
-        assert!(
-            d.offset > *last,
-            "partition {}: offset {} first delivered after offset {}",
-            d.partition,
-            d.offset,
-            last
-        );
-        *last = d.offset;
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // 10: out-of-order acknowledgements in key mode, then kill -9
 // ------------------------------------------------------------------------------------------

@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::checks::{
-    assert_commits_never_passed_unacknowledged, delivered, wait_all_delivered, wait_committed,
-    CommitWatcher, Delivered,
+    assert_commits_never_passed_unacknowledged, assert_key_order, assert_partition_order,
+    delivered, wait_all_delivered, wait_committed, CommitWatcher,
 };
 use common::cluster::Kafka;
 use common::endpoint::{Endpoint, Reply};
@@ -22,45 +22,6 @@ use kafka_webhook_sidecar::config::{
 };
 
 const LONG: Duration = Duration::from_secs(180);
-
-/// The first successful delivery of each record, per key, comes in sequence order.
-fn assert_key_order(deliveries: &[Delivered]) {
-    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
-    let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    for d in deliveries {
-        if !seen.insert((d.partition, d.offset)) {
-            continue;
-        }
-        let keyed = d.keyed.as_ref().expect("a keyed test payload");
-        if let Some(previous) = last.insert(keyed.key.clone(), keyed.seq) {
-            assert!(
-                keyed.seq > previous,
-                "key {} delivered seq {} after {previous}",
-                keyed.key,
-                keyed.seq
-            );
-        }
-    }
-}
-
-/// The first successful delivery of each record, per partition, comes in offset order.
-fn assert_partition_order(deliveries: &[Delivered]) {
-    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for d in deliveries {
-        if !seen.insert((d.partition, d.offset)) {
-            continue;
-        }
-        if let Some(previous) = last.insert(d.partition, d.offset) {
-            assert!(
-                d.offset > previous,
-                "partition {} delivered offset {} after {previous}",
-                d.partition,
-                d.offset
-            );
-        }
-    }
-}
 
 /// One run against an endpoint that answers 503 to requests beyond `limit` in flight (each
 /// answered after 20 ms): returns how many 503s it gave until everything was delivered.

@@ -257,37 +257,6 @@ fn delivered(endpoint: &Endpoint) -> Vec<Delivery> {
         .collect()
 }
 
-/// Waits until every produced record was delivered successfully at least once.
-async fn wait_all_delivered(endpoint: &Endpoint, produced: &[Keyed], timeout: Duration) {
-    let missing = || -> Vec<Keyed> {
-        let seen: BTreeSet<Keyed> = delivered(endpoint)
-            .into_iter()
-            .filter_map(|d| d.keyed)
-            .collect();
-        produced
-            .iter()
-            .filter(|k| !seen.contains(k))
-            .cloned()
-            .collect()
-    };
-    wait_until(
-        timeout,
-        lazy(|| {
-            let missing = missing();
-            format!(
-                "every produced record is delivered: {} of {} never were, e.g. {:?}; {}",
-                missing.len(),
-                produced.len(),
-                &missing[..missing.len().min(10)],
-                endpoint.summary()
-            )
-        }),
-        // Cheap test first: the distinct ids (topic-partition-offset) of 2xx answers.
-        || endpoint.distinct_successful_ids().len() >= produced.len() && missing().is_empty(),
-    )
-    .await
-}
-
 /// How often each record was delivered successfully; panics if one was never delivered or an
 /// unknown one was.
 fn delivery_counts(deliveries: &[Delivery], produced: &[Keyed]) -> BTreeMap<Keyed, usize> {
@@ -576,7 +545,7 @@ async fn cooperative_scale_out_standby_and_graceful_scale_in() {
     wait_assigned(&[&d], "d owns everything", |c| c == [3]).await;
 
     let produced = load.finish().await;
-    wait_all_delivered(&endpoint, &produced, LONG).await;
+    checks::wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
 
     let deliveries = assert_graceful_run("cooperative-sticky", &endpoint, &produced, &topic);
@@ -674,7 +643,7 @@ async fn eager_handovers(assignor: AssignmentStrategy) {
     wait_assigned(&[&c], "c owns everything", |c| c == [3]).await;
 
     let produced = load.finish().await;
-    wait_all_delivered(&endpoint, &produced, LONG).await;
+    checks::wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
 
     assert_graceful_run(&strategy, &endpoint, &produced, &topic);
@@ -755,7 +724,7 @@ async fn kill_9_of_one_member_moves_its_partitions_after_the_session_timeout() {
     wait_assigned(&[&b], "b owns everything", |c| c == [3]).await;
 
     let produced = load.finish().await;
-    wait_all_delivered(&endpoint, &produced, LONG).await;
+    checks::wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
 
     let deliveries = delivered(&endpoint);
@@ -988,7 +957,7 @@ async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
     );
 
     let produced = load.finish().await;
-    wait_all_delivered(&endpoint, &produced, LONG).await;
+    checks::wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
     let deliveries = delivered(&endpoint);
     eprintln!("static: {}", describe_handovers(&deliveries));
@@ -1088,7 +1057,7 @@ async fn outage_longer_than_max_poll_interval_keeps_the_member_in_the_group() {
     outage.store(false, Ordering::SeqCst);
 
     let produced = load.finish().await;
-    wait_all_delivered(&endpoint, &produced, LONG).await;
+    checks::wait_all_delivered(&endpoint, &produced, LONG).await;
     wait_committed_to_end(&group, &topic).await;
     assert_eq!(a.scraped(Instance::assigned).await, a_count);
     assert_eq!(a.scraped(Instance::rebalances).await, a_before);

@@ -269,6 +269,46 @@ pub fn assert_commits_never_passed_unacknowledged(
     checked
 }
 
+/// Per partition, first deliveries arrive in offset order (redeliveries are skipped; gaps are
+/// allowed — transaction markers, retention — and missing records are `assert_nothing_lost`'s).
+pub fn assert_partition_order(deliveries: &[Delivered]) {
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in deliveries {
+        if !seen.insert((d.partition, d.offset)) {
+            continue;
+        }
+        if let Some(previous) = last.insert(d.partition, d.offset) {
+            assert!(
+                d.offset > previous,
+                "partition {}: offset {} first delivered after offset {previous}",
+                d.partition,
+                d.offset
+            );
+        }
+    }
+}
+
+/// Per key, first deliveries arrive in sequence order (redeliveries are skipped).
+pub fn assert_key_order(deliveries: &[Delivered]) {
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for d in deliveries {
+        if !seen.insert((d.partition, d.offset)) {
+            continue;
+        }
+        let keyed = d.keyed.as_ref().expect("a keyed test payload");
+        if let Some(previous) = last.insert(keyed.key.clone(), keyed.seq) {
+            assert!(
+                keyed.seq > previous,
+                "key {} delivered seq {} after {previous}",
+                keyed.key,
+                keyed.seq
+            );
+        }
+    }
+}
+
 /// Asserts every produced record was delivered at least once.
 pub fn assert_nothing_lost(deliveries: &[Delivered], produced: &[Keyed]) {
     let seen: BTreeSet<&Keyed> = deliveries.iter().filter_map(|d| d.keyed.as_ref()).collect();

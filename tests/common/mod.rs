@@ -139,6 +139,57 @@ pub struct Keyed {
     pub seq: u64,
 }
 
+/// A record read back from a dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Keyed>,
+    /// Header values as (lossy) text.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads `count` records from the dead-letter topic `topic` (from its start, as a new group);
+/// panics if they do not all arrive within 30 s.
+pub async fn read_dead_letters(topic: &str, count: usize) -> Vec<DeadLetter> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let reader: BaseConsumer = client_config()
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dead-letter reader");
+    reader.subscribe(&[topic]).expect("subscribe");
+    let mut read = Vec::new();
+    wait_until(
+        Duration::from_secs(30),
+        lazy(|| format!("{count} records arrive in the dead-letter topic {topic}")),
+        || {
+            while let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
+                let headers = message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_string(), value.to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                read.push(DeadLetter {
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().and_then(parse_payload),
+                    headers,
+                });
+            }
+            read.len() >= count
+        },
+    )
+    .await;
+    read
+}
+
 /// The JSON payload of a keyed test record.
 pub fn payload(key: &str, seq: u64) -> String {
     format!(r#"{{"key":"{key}","seq":{seq}}}"#)
