@@ -178,10 +178,11 @@ class Bench:
         log(f"produced {count} records to {topic} at {result['per_second']:.0f}/s")
         return result
 
-    def produce_rate(self, topic, seconds, first_seq):
-        """Open loop at --latency-rate for `seconds`; returns when the last record is sent."""
+    def produce_rate(self, topic, seconds, first_seq, rate=None):
+        """Open loop at `rate` (default --latency-rate) for `seconds`; returns when the last
+        record is sent."""
         self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
-                      "--rate", self.args.latency_rate, "--seconds", seconds,
+                      "--rate", rate or self.args.latency_rate, "--seconds", seconds,
                       "--size", self.args.record_size, "--keys", self.args.keys,
                       "--first-seq", first_seq)
 
@@ -309,15 +310,18 @@ output:
         if self.args.baseline_sidecar:
             # An earlier build of ours, side by side (a refactor must not regress).
             base = self.args.baseline_sidecar
+            # A diagnostic: librdkafka properties for the baseline rows only (the baseline
+            # binary may be ours, to compare two settings side by side).
+            props = dict(kv.split("=", 1) for kv in self.args.base_kafka_property) or None
             kinds["base-partition"] = (
                 f"baseline build, partition mode ({p} in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "partition", 1, base))
+                lambda n, g, t: self.ours(n, g, t, url, "partition", 1, base, properties=props))
             kinds["base-key"] = (
                 f"baseline build, key mode ({cap}/partition, {cap * p} in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "key", cap, base))
+                lambda n, g, t: self.ours(n, g, t, url, "key", cap, base, properties=props))
             kinds["base-none"] = (
                 f"baseline build, none mode ({cap}/partition, {cap * p} in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "none", cap, base))
+                lambda n, g, t: self.ours(n, g, t, url, "none", cap, base, properties=props))
         if self.args.baseline_sidecar:
             # Interleave ours and the baseline build mode by mode, so drift in the machine's
             # load during the run does not favour whichever ran first.
@@ -460,6 +464,7 @@ output:
         for c in concurrencies:
             self.reset(receiver)
             receiver_before, busy_before = cpu_seconds(receiver.pid), machine_busy()
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out_text = subprocess.run(
                 ["wrk", "-t", "2", "-c", str(c), "-d", f"{self.args.wrk_seconds}s", "-s", lua,
                  receiver.url], check=True, capture_output=True, text=True).stdout
@@ -468,6 +473,11 @@ output:
             out[f"http_wrk_c{c}_per_s"] = round(rate)
             served = self.stats(receiver)["requests"]
             busy = machine_busy()
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # wrk's own CPU per request: the cheapest an HTTP/1.1 client can be here.
+            wrk_cpu = (children.ru_utime - children_before.ru_utime
+                       + children.ru_stime - children_before.ru_stime)
+            out[f"http_wrk_c{c}_wrk_cpu_s_per_100k"] = round(wrk_cpu / max(served, 1) * 1e5, 2)
             out[f"http_wrk_c{c}_receiver_cpu_s_per_100k"] = round(
                 (cpu_seconds(receiver.pid) - receiver_before) / max(served, 1) * 1e5, 2)
             out[f"http_wrk_c{c}_machine_cpu_busy_pct"] = round(
@@ -520,32 +530,37 @@ output:
         out["ours_key_ratio_to_ideal"] = round(out["ours-key"]["per_s"] / ideal, 3)
         return out
 
-    def latency(self, kinds):
+    def latency(self, kinds, rate=None):
+        """Open-loop load at `rate` records/s (default --latency-rate): added latency from
+        the broker's append to the receiver's arrival, and CPU per record."""
+        rate = rate or self.args.latency_rate
         receiver = self.receivers[0]
         out = {}
         for name, (_, make) in kinds.items():
             topic = f"bench-latency-{name}-{uuid.uuid4().hex[:6]}"
             self.create_topic(topic)
-            proc = make(f"latency-{name}", f"bench-lat-{name}-{uuid.uuid4().hex[:8]}", topic)
+            proc = make(f"latency-{rate}-{name}", f"bench-lat-{name}-{uuid.uuid4().hex[:8]}",
+                        topic)
             # Warm-up until every partition delivered: joins done, connections open.
-            warm = self.args.latency_rate * 3
+            warm = rate * 3
             self.reset(receiver)
-            self.produce_rate(topic, 3, first_seq=0)
+            self.produce_rate(topic, 3, first_seq=0, rate=rate)
             wait_for(f"{name}'s warm-up records", lambda: self.stats(receiver)["distinct"] >= warm,
                      120, proc=proc)
             self.reset(receiver)
             cpu_before = cpu_seconds(proc.pid)
             broker_before = self.broker_cpu()
-            n = int(self.args.latency_rate * self.args.latency_seconds)
-            self.produce_rate(topic, self.args.latency_seconds, first_seq=warm)
+            n = int(rate * self.args.latency_seconds)
+            self.produce_rate(topic, self.args.latency_seconds, first_seq=warm, rate=rate)
             wait_for(f"{name}'s measured records",
                      lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
             stats = self.stats(receiver)
             cpu = cpu_seconds(proc.pid) - cpu_before
             broker = self.broker_cpu()
             proc.stop()
-            out[name] = {**stats["latency_ms"], "rate": self.args.latency_rate,
+            out[name] = {**stats["latency_ms"], "rate": rate,
                          "cpu_s_per_100k": round(cpu / n * 1e5, 2),
+                         "cores": round(cpu / self.args.latency_seconds, 3),
                          "broker_cpu_s_per_100k": (round((broker - broker_before) / n * 1e5, 2)
                                                    if broker is not None else None)}
             log(f"latency {name}: {out[name]}")
@@ -564,12 +579,20 @@ output:
             wait_for(f"{name} to own every partition",
                      lambda: self.stats(receiver)["distinct"] >= self.args.partitions * 10,
                      120, proc=proc)
+            # Settle (the warm-up records' commits, librdkafka's first statistics), then
+            # the idle window: RSS sampled each second, CPU over the whole window.
+            time.sleep(2.0)
             samples = []
-            for _ in range(int(self.args.idle_seconds * 10)):
+            cpu_before, started = cpu_seconds(proc.pid), time.monotonic()
+            while time.monotonic() - started < self.args.idle_seconds:
                 samples.append(status_kib(proc.pid, "VmRSS"))
-                time.sleep(0.1)
+                time.sleep(1.0)
+            cpu = cpu_seconds(proc.pid) - cpu_before
+            elapsed = time.monotonic() - started
             proc.stop()
-            out[name] = {"rss_mib": mib(samples[-1]), "max_rss_mib": mib(max(samples))}
+            out[name] = {"rss_mib": mib(samples[-1]), "max_rss_mib": mib(max(samples)),
+                         "cpu_pct_of_core": round(100 * cpu / elapsed, 3),
+                         "seconds": round(elapsed, 1)}
             log(f"idle {name}: {out[name]}")
         return out
 
@@ -646,11 +669,56 @@ output:
                                       lambda: self.latency({name: kinds[name]})[name])
         return out
 
+    def cost(self):
+        """Issue 16, cost per record, alone: the wrk ceilings with wrk's own CPU, the
+        single-record drains (ours, the baseline build if given, Sarama), the open-loop
+        rates, and 60 s idle — every figure the issue's targets name, from one run."""
+        a, p, cap = self.args, self.args.partitions, self.args.cap
+        fast = self.receiver(0)
+        topic = f"bench-backlog-{uuid.uuid4().hex[:6]}"
+        self.create_topic(topic)
+        self.results["backlog_produce"] = self.produce(topic, a.records)
+        log("ceilings")
+        self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
+        kinds = self.kinds(fast.url, cap)
+        kinds = {k: v for k, v in kinds.items()
+                 if k.startswith(("ours-partition", "ours-key", "ours-none", "base-", "sarama"))
+                 and k not in ("ours-key-structured", "ours-key-signed")
+                 and (not a.cost_kinds or k in a.cost_kinds)}
+        self.results["fast"] = {}
+        if "fast" in a.cost_parts:
+            for name, (description, make) in kinds.items():
+                log(f"fast endpoint: {description}")
+                result = self.drain_backlog(name, make, topic, a.records, fast)
+                result["description"] = description
+                self.results["fast"][name] = result
+        self.open_loop_and_idle(kinds, a.cost_parts)
+        return self.results
+
+    def open_loop_and_idle(self, kinds, parts=("latency", "low", "idle")):
+        """Latency and CPU at --latency-rate and --low-rate, then idle CPU and RSS."""
+        a = self.args
+        ours = ("ours-partition", "ours-key", "base-partition", "base-key")
+        if "latency" in parts:
+            log(f"latency at {a.latency_rate}/s")
+            self.results["latency"] = self.latency(
+                {k: kinds[k] for k in (*ours, "sarama-baseline") if k in kinds})
+        if a.low_rate and "low" in parts:
+            log(f"latency at {a.low_rate}/s")
+            self.results["latency_low"] = self.latency(
+                {k: kinds[k] for k in ours if k in kinds}, rate=a.low_rate)
+        if "idle" in parts:
+            log(f"idle ({a.idle_seconds:.0f} s)")
+            self.results["idle"] = self.idle_rss(
+                {k: kinds[k] for k in (*ours, "sarama-baseline", "benthos") if k in kinds})
+
     def run(self):
         a, p, cap = self.args, self.args.partitions, self.args.cap
         if a.flow_only:
             self.results["flow"] = self.flow()
             return self.results
+        if a.cost_only:
+            return self.cost()
         fast = self.receiver(0)
         if a.batch_only:
             self.results["batch"] = self.batch_fast(fast.url)
@@ -686,20 +754,10 @@ output:
             topic, {k: slow_kinds[k] for k in ("ours-key", "ours-partition", "sarama-baseline",
                                                "benthos") if k in slow_kinds}, a.slow_cap)
 
-        log(f"latency at {a.latency_rate}/s")
-        self.results["latency"] = self.latency(
-            {k: kinds[k] for k in ("ours-partition", "ours-key", "base-partition", "base-key",
-                                   "sarama-baseline")
-             if k in kinds})
+        self.open_loop_and_idle(kinds)
         if not a.no_batch:
             log(f"batched, latency at {a.latency_rate}/s")
             self.results["batch"]["latency"] = self.batch_latency(fast.url)
-
-        log("idle RSS")
-        self.results["idle"] = self.idle_rss(
-            {k: kinds[k] for k in ("ours-partition", "ours-key", "base-partition", "base-key",
-                                   "sarama-baseline", "benthos")
-             if k in kinds})
 
         if a.big_records:
             log(f"{a.big_records}-record backlog")
@@ -782,7 +840,7 @@ def targets(r, args):
     concurrency = args.partitions * args.cap
     http_ceiling = ceil[f"http_wrk_c{concurrency}_per_s"]
     rows = []
-    for mode in ("ours-none", "ours-key"):
+    for mode in [m for m in ("ours-none", "ours-key") if m in fast]:
         rate = fast[mode]["committed_per_s"]
         rows.append((f"{mode}: ≥ 0.8× HTTP ceiling (wrk -c {concurrency})",
                      f"{rate}/s = {rate / http_ceiling:.2f}×", rate >= 0.8 * http_ceiling))
@@ -803,26 +861,71 @@ def targets(r, args):
                          f"{ours['cpu_s_per_100k']} vs "
                          f"{base['cpu_s_per_100k']}; peak RSS {ours['peak_rss_mib']} vs "
                          f"{base['peak_rss_mib']} MiB", ratio >= 0.95))
-    if "slow" not in r:
+    rows += cost_targets(r, args)
+    if "slow" in r:
+        slow = r["slow"]
+        rows.append((f"slow endpoint, key mode: ≥ 0.9× C/latency (C={slow['cap_total']})",
+                     f"{slow['ours-key']['per_s']}/s = {slow['ours_key_ratio_to_ideal']:.2f}×",
+                     slow["ours_key_ratio_to_ideal"] >= 0.9))
+    if "latency" not in r:
         return rows + batch_targets(r, args)
-    slow = r["slow"]
-    rows.append((f"slow endpoint, key mode: ≥ 0.9× C/latency (C={slow['cap_total']})",
-                 f"{slow['ours-key']['per_s']}/s = {slow['ours_key_ratio_to_ideal']:.2f}×",
-                 slow["ours_key_ratio_to_ideal"] >= 0.9))
     for mode in ("ours-partition", "ours-key"):
         if mode in r["latency"]:
             p99 = r["latency"][mode]["p99"]
             rows.append((f"{mode}: added latency p99 ≤ 10 ms at {args.latency_rate}/s",
                          f"{p99:.1f} ms", p99 <= 10))
-    idle = max(v["max_rss_mib"] for k, v in r["idle"].items() if k.startswith("ours"))
-    rows.append(("RSS idle ≤ 20 MiB", f"{idle} MiB", idle <= 20))
-    load = max(v["peak_rss_mib"] for k, v in fast.items() if k.startswith("ours"))
-    rows.append(("RSS at full load ≤ 64 MiB", f"{load} MiB", load <= 64))
+    idle = [v["max_rss_mib"] for k, v in r.get("idle", {}).items() if k.startswith("ours")]
+    if idle:
+        rows.append(("RSS idle ≤ 20 MiB", f"{max(idle)} MiB", max(idle) <= 20))
+    load = [v["peak_rss_mib"] for k, v in fast.items() if k.startswith("ours")]
+    if load:
+        rows.append(("RSS at full load ≤ 64 MiB", f"{max(load)} MiB", max(load) <= 64))
     if "big_backlog" in r:
         big = max(v["peak_rss_mib"] for v in r["big_backlog"].values())
         rows.append((f"RSS with a {args.big_records}-record backlog ≤ 128 MiB", f"{big} MiB",
                      big <= 128))
     return rows + batch_targets(r, args)
+
+
+def cost_targets(r, args):
+    """Issue 16's targets (cost per record) with the figures of this run."""
+    fast, ceil = r["fast"], r["ceilings"]
+    rows = []
+    concurrency = args.partitions * args.cap
+    wrk = ceil.get(f"http_wrk_c{concurrency}_wrk_cpu_s_per_100k")
+    for mode in ("ours-none", "ours-key"):
+        v = fast.get(mode)
+        if v and wrk:
+            ratio = v["cpu_s_per_100k"] / wrk
+            rows.append((f"{mode}: CPU per record ≤ 1.5× wrk's CPU per request (wrk -c "
+                         f"{concurrency}: {wrk} s/100k)",
+                         f"{v['cpu_s_per_100k']} s/100k = {ratio:.2f}× (machine busy "
+                         f"{v['machine_cpu_busy_pct']}%)", ratio <= 1.5))
+    sarama = fast.get("sarama-baseline")
+    if "ours-partition" in fast and sarama:
+        ratio = fast["ours-partition"]["committed_per_s"] / sarama["committed_per_s"]
+        delivered = fast["ours-partition"]["delivered_per_s"] / sarama["delivered_per_s"]
+        rows.append(("ours-partition: ≥ 1.5× the Sarama baseline",
+                     f"committed/s {ratio:.2f}× (delivered/s {delivered:.2f}×)", ratio >= 1.5))
+    for key, limit in (("latency", True), ("latency_low", False)):
+        for mode in ("ours-partition", "ours-key"):
+            v = r.get(key, {}).get(mode)
+            if not v:
+                continue
+            figure = (f"{v['cpu_s_per_100k']} CPU s/100k ({v['cores']} core), p99 "
+                      f"{v['p99']:.1f} ms")
+            if limit:
+                rows.append((f"{mode} at {v['rate']}/s: ≤ 5 CPU s/100k, p99 ≤ 10 ms", figure,
+                             v["cpu_s_per_100k"] <= 5 and v["p99"] <= 10))
+            else:
+                rows.append((f"{mode} at {v['rate']}/s (reported)", figure, True))
+    for mode in ("ours-partition", "ours-key"):
+        v = r.get("idle", {}).get(mode)
+        if v and "cpu_pct_of_core" in v:
+            rows.append((f"{mode} idle {v['seconds']:.0f} s: ≤ 0.5 % of a core, RSS ≤ 20 MiB",
+                         f"{v['cpu_pct_of_core']} %, {v['max_rss_mib']} MiB",
+                         v["cpu_pct_of_core"] <= 0.5 and v["max_rss_mib"] <= 20))
+    return rows
 
 
 def markdown(r, args):
@@ -875,18 +978,30 @@ def markdown(r, args):
             if isinstance(v, dict):
                 lines.append(f"| {name} | {v['per_s']} | {v['peak_in_flight']} |")
         lines.append(f"| C/latency (C = {slow['cap_total']}) | {slow['ideal_per_s']:.0f} | |")
-        lines.append("")
-        lines.append(f"| added latency at {args.latency_rate}/s (append → arrival) | p50 ms | p99 ms "
-                     "| p999 ms | max ms | CPU s/100k |")
-        lines.append("|---|---:|---:|---:|---:|---:|")
-        for name, v in r["latency"].items():
-            lines.append(f"| {name} | {v['p50']} | {v['p99']} | {v['p999']} | {v['max']} | "
-                         f"{v['cpu_s_per_100k']} |")
+    if "latency" in r:
+        for key in ("latency", "latency_low"):
+            if key not in r:
+                continue
+            rate = next(iter(r[key].values()))["rate"]
+            lines.append("")
+            lines.append(f"| added latency at {rate}/s (append → arrival) | p50 ms | p99 ms "
+                         "| p999 ms | max ms | CPU s/100k | cores |")
+            lines.append("|---|---:|---:|---:|---:|---:|---:|")
+            for name, v in r[key].items():
+                lines.append(f"| {name} | {v['p50']} | {v['p99']} | {v['p999']} | {v['max']} | "
+                             f"{v['cpu_s_per_100k']} | {v.get('cores', '')} |")
         lines.append("")
         lines.append("| memory | RSS MiB |")
         lines.append("|---|---:|")
-        for name, v in r["idle"].items():
+        for name, v in r.get("idle", {}).items():
             lines.append(f"| {name}, idle (assigned, nothing to do) | {v['max_rss_mib']} |")
+        lines.append("")
+        lines.append(f"| idle, assigned, nothing to consume | seconds | CPU % of one core "
+                     "| RSS MiB |")
+        lines.append("|---|---:|---:|---:|")
+        for name, v in r.get("idle", {}).items():
+            lines.append(f"| {name} | {v.get('seconds', '')} | {v.get('cpu_pct_of_core', '')} "
+                         f"| {v['max_rss_mib']} |")
     else:
         lines.append("")
         lines.append("| memory | RSS MiB |")
@@ -1027,7 +1142,19 @@ def main():
     parser.add_argument("--slow-seconds", type=float, default=10)
     parser.add_argument("--latency-rate", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=20)
-    parser.add_argument("--idle-seconds", type=float, default=5)
+    parser.add_argument("--low-rate", type=int, default=200,
+                        help="a second open-loop rate (records/s) for CPU and latency; 0: skip")
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only issue 16's figures: wrk ceilings with wrk's CPU, the "
+                             "single-record drains, Sarama, the open-loop rates, 60 s idle")
+    csv = lambda v: [x for x in v.split(",") if x]
+    parser.add_argument("--cost-parts", type=csv, default=["fast", "latency", "low", "idle"],
+                        help="with --cost-only: which parts (fast,latency,low,idle)")
+    parser.add_argument("--cost-kinds", type=csv, default=[],
+                        help="with --cost-only: only these consumers (e.g. ours-key,base-key)")
+    parser.add_argument("--base-kafka-property", action="append", default=[],
+                        help="K=V: a librdkafka property for the --baseline-sidecar rows only")
     parser.add_argument("--big-records", type=int, default=1_000_000)
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--run-timeout", type=float, default=600)
