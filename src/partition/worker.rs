@@ -396,3 +396,131 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 || (waiting == 0 && scheduler.in_flight() == 0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use rdkafka::error::KafkaError;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::delivery::fakes::{self, Scripted};
+    use crate::delivery::OnFailure;
+
+    /// A partition queue holding `records`, remembering each stored offset.
+    struct Queue {
+        records: VecDeque<Record>,
+        stored: Arc<Mutex<Vec<i64>>>,
+    }
+
+    impl PartitionSource for Queue {
+        fn poll(&mut self) -> Option<Result<Record, KafkaError>> {
+            self.records.pop_front().map(Ok)
+        }
+        fn store(&self, offset: i64) -> Result<(), KafkaError> {
+            self.stored.lock().unwrap().push(offset);
+            Ok(())
+        }
+        fn position(&self) -> Option<i64> {
+            None
+        }
+        fn set_paused(&self, _: bool) -> Result<(), KafkaError> {
+            Ok(())
+        }
+    }
+
+    fn worker(
+        count: i64,
+        transport: Scripted,
+        ordering: Ordering,
+    ) -> (PartitionWorker<Queue, Scripted>, Arc<Mutex<Vec<i64>>>) {
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let records = (0..count)
+            .map(|offset| Record {
+                offset,
+                key: Some(Bytes::from(format!("k{}", offset % 3))),
+                ..Record::example()
+            })
+            .collect();
+        let deliverer = fakes::deliverer(transport, 1, OnFailure::Block);
+        let worker = PartitionWorker {
+            topic: Arc::from("orders"),
+            partition: 2,
+            source: Queue {
+                records,
+                stored: stored.clone(),
+            },
+            wakeup: Arc::new(Notify::new()),
+            metrics: deliverer.metrics.clone(),
+            deliverer,
+            settings: Arc::new(WorkerSettings {
+                ordering,
+                in_flight_cap: 4,
+                buffer_records: 16,
+                buffer_bytes: 1 << 20,
+                batch: None,
+                pause_fetch_after: None,
+            }),
+            drain: Drain {
+                stop: CancellationToken::new(),
+                abandon: CancellationToken::new(),
+            },
+            health: Arc::new(Health::new(Duration::from_secs(30))),
+        };
+        (worker, stored)
+    }
+
+    /// Waits until `stored` holds `offset`, with a deadline.
+    async fn wait_stored(stored: &Mutex<Vec<i64>>, offset: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stored.lock().unwrap().contains(&offset) {
+            assert!(Instant::now() < deadline, "offset {offset} never stored");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn every_acknowledged_record_is_stored_in_each_mode() {
+        for ordering in [Ordering::Partition, Ordering::Key, Ordering::None] {
+            let (worker, stored) = worker(50, Scripted::new(vec![fakes::status(200)]), ordering);
+            let stop = worker.drain.stop.clone();
+            let deliverer = worker.deliverer.clone();
+            let running = tokio::spawn(worker.run());
+            wait_stored(&stored, 50).await;
+            stop.cancel();
+            let exit = running.await.unwrap();
+            assert_eq!(exit.committable, Some(50), "{ordering:?}");
+            assert_eq!(deliverer.transport.sent().len(), 50, "{ordering:?}");
+            let stored = stored.lock().unwrap();
+            assert!(
+                stored.windows(2).all(|pair| pair[0] < pair[1]),
+                "{stored:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_delivery_stops_the_partition_and_never_passes_its_record() {
+        // No scripted answer: the first attempt panics inside the delivery.
+        let transport = Scripted::new(Vec::new());
+        let (worker, stored) = worker(5, transport, Ordering::Partition);
+        let health = worker.health.clone();
+        health.set_ready();
+        health.pump_polled();
+        let exit = tokio::time::timeout(Duration::from_secs(10), worker.run())
+            .await
+            .expect("the worker stops by itself after the panic");
+        assert!(
+            !health.is_healthy(),
+            "a panicked delivery must fail /healthz"
+        );
+        // Offset 0 panicked: nothing may be committed past it.
+        assert!(
+            exit.committable.is_none_or(|offset| offset == 0),
+            "{exit:?}"
+        );
+        assert!(stored.lock().unwrap().iter().all(|offset| *offset == 0));
+    }
+}
