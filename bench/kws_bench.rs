@@ -211,7 +211,7 @@ fn format_cost(count: u64, size: usize) -> Result<()> {
             let started = Instant::now();
             for i in 0..count {
                 let prepared = template.prepare(&records[(i as usize) % records.len()]);
-                std::hint::black_box(template.request(&prepared, SystemTime::now()));
+                std::hint::black_box(template.into_request(prepared, SystemTime::now()));
             }
             best = best.min(started.elapsed().as_secs_f64() * 1e6 / count as f64);
         }

@@ -40,7 +40,9 @@ pub fn random_jitter() -> f64 {
 impl<T: Transport> Deliverer<T> {
     /// Runs attempts until the record is acknowledged or the drain abandons it.
     pub async fn deliver(self: Arc<Self>, record: Record, drain: Drain) -> Disposition {
-        let prepared = self.template.prepare(&record);
+        // The first attempt moves the prepared parts into its request; a retry (rare)
+        // prepares them again from the record, which gives the same headers and body.
+        let mut prepared = Some(self.template.prepare(&record));
         let mut attempts = 0u32;
         loop {
             if attempts > 0 && drain.stop.is_cancelled() {
@@ -48,7 +50,12 @@ impl<T: Transport> Deliverer<T> {
             }
             attempts += 1;
             // Built per attempt, when it is sent: a signature carries the time of its attempt.
-            let build = || self.template.request(&prepared, SystemTime::now());
+            let build = || {
+                let parts = prepared
+                    .take()
+                    .unwrap_or_else(|| self.template.prepare(&record));
+                self.template.into_request(parts, SystemTime::now())
+            };
             let Some(sent) = self.send_attempt(build, 1, false, &drain).await else {
                 return Disposition::Abandoned;
             };

@@ -26,6 +26,22 @@ use crate::record::Record;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+// Header names as values: inserting a `&str` name parses it on every record.
+const IDEMPOTENCY: HeaderName = HeaderName::from_static(IDEMPOTENCY_KEY);
+const TOPIC: HeaderName = HeaderName::from_static("kafka-topic");
+const PARTITION: HeaderName = HeaderName::from_static("kafka-partition");
+const OFFSET: HeaderName = HeaderName::from_static("kafka-offset");
+const TIMESTAMP: HeaderName = HeaderName::from_static("kafka-timestamp");
+const KEY: HeaderName = HeaderName::from_static("kafka-key");
+const KEY_B64: HeaderName = HeaderName::from_static("kafka-key-b64");
+const TOMBSTONE: HeaderName = HeaderName::from_static("kafka-tombstone");
+
+/// How many headers a record's request holds, to size its header map once: the metadata
+/// headers, the record's own, the configured ones and a signature's three.
+pub fn header_capacity(record: &Record, configured: usize) -> usize {
+    12 + record.headers.len() + configured
+}
+
 /// Adds the metadata headers of the table above (all but the configured ones) to `headers`.
 /// `content_type` is used when the record has no valid `content-type` header; Kafka headers
 /// for which `skip` is true are not mapped (a CloudEvent's `ce_*` attributes, which the
@@ -41,24 +57,24 @@ pub fn metadata_headers(
         .and_then(|value| HeaderValue::from_str(value).ok())
         .unwrap_or_else(|| content_type.clone());
     headers.insert(CONTENT_TYPE, content_type);
-    headers.insert(IDEMPOTENCY_KEY, number_or_text(&record.idempotency_id()));
-    headers.insert("kafka-topic", number_or_text(&record.topic));
-    headers.insert("kafka-partition", HeaderValue::from(record.partition));
-    headers.insert("kafka-offset", HeaderValue::from(record.offset));
+    headers.insert(IDEMPOTENCY, number_or_text(&record.idempotency_id()));
+    headers.insert(TOPIC, number_or_text(&record.topic));
+    headers.insert(PARTITION, HeaderValue::from(record.partition));
+    headers.insert(OFFSET, HeaderValue::from(record.offset));
     if let Some(timestamp) = record.timestamp_ms {
-        headers.insert("kafka-timestamp", HeaderValue::from(timestamp));
+        headers.insert(TIMESTAMP, HeaderValue::from(timestamp));
     }
     match &record.key {
         Some(key) if is_printable(key) => {
-            headers.insert("kafka-key", bytes_value(key));
+            headers.insert(KEY, bytes_value(key));
         }
         Some(key) => {
-            headers.insert("kafka-key-b64", base64_value(key));
+            headers.insert(KEY_B64, base64_value(key));
         }
         None => {}
     }
     if record.value.is_none() {
-        headers.insert("kafka-tombstone", HeaderValue::from_static("true"));
+        headers.insert(TOMBSTONE, HeaderValue::from_static("true"));
     }
     for (name, value) in record.headers.iter().filter(|(name, _)| !skip(name)) {
         match (simple_header_name(name), value) {

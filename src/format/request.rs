@@ -12,7 +12,7 @@ use http_body_util::Full;
 use super::batch::{self, BatchEncoder};
 use super::cloudevent::{is_attribute_header, CloudEvent};
 use super::cloudevents_http;
-use super::raw::{metadata_headers, number_or_text, IDEMPOTENCY_KEY};
+use super::raw::{header_capacity, metadata_headers, number_or_text, IDEMPOTENCY_KEY};
 use super::signing::{Signer, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use crate::config::{CloudEventsSettings, DeliverySettings, Format};
 use crate::record::Record;
@@ -113,7 +113,8 @@ impl RequestTemplate {
 
     /// The headers and body of `record`'s request in the configured format.
     pub fn prepare(&self, record: &Record) -> Prepared {
-        let mut headers = HeaderMap::new();
+        let mut headers =
+            HeaderMap::with_capacity(header_capacity(record, self.static_headers.len()));
         headers.insert(USER_AGENT, self.user_agent.clone());
         let body = match self.format {
             Format::Raw => {
@@ -151,11 +152,19 @@ impl RequestTemplate {
     /// `now` when signing is on (so a retry hours later still verifies within a receiver's
     /// timestamp tolerance).
     pub fn request(&self, prepared: &Prepared, now: SystemTime) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(prepared.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        let mut headers = prepared.headers.clone();
-        if let (Some(signer), Some(id)) = (&self.signer, &prepared.id) {
+        self.into_request(prepared.clone(), now)
+    }
+
+    /// [`request`](Self::request) taking the prepared parts by value: a record's first
+    /// attempt moves them into its request instead of copying the header map (a retry
+    /// prepares the record again).
+    pub fn into_request(&self, prepared: Prepared, now: SystemTime) -> Request<Full<Bytes>> {
+        let Prepared {
+            id,
+            mut headers,
+            body,
+        } = prepared;
+        if let (Some(signer), Some(id)) = (&self.signer, id) {
             let timestamp = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs());
@@ -163,11 +172,14 @@ impl RequestTemplate {
             let id_text = id.to_str().unwrap_or_default();
             headers.insert(
                 WEBHOOK_SIGNATURE,
-                signer.signature(id_text, timestamp, &prepared.body),
+                signer.signature(id_text, timestamp, &body),
             );
-            headers.insert(WEBHOOK_ID, id.clone());
+            headers.insert(WEBHOOK_ID, id);
             headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
         }
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = headers;
         request
     }
