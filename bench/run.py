@@ -61,6 +61,21 @@ def status_kib(pid, key):
     raise RuntimeError(f"{key} missing for pid {pid}")
 
 
+def context_switches(pid):
+    """Voluntary + involuntary context switches of every thread of `pid` so far (threads
+    that already ended are not counted)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def machine_busy():
     """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -192,7 +207,7 @@ class Bench:
     # -- the consumers -------------------------------------------------------------
 
     def ours(self, name, group, topic, url, ordering, cap, binary=None, delivery=None,
-             properties=None):
+             properties=None, env=None):
         admin_port = _free_port()
         config = {
             "kafka": {
@@ -208,7 +223,7 @@ class Bench:
         path = os.path.join(self.workdir, f"{name}.yaml")
         with open(path, "w") as f:
             json.dump(config, f)  # JSON is YAML
-        proc = Proc(name, [binary or self.args.sidecar, "--config", path], self.workdir)
+        proc = Proc(name, [binary or self.args.sidecar, "--config", path], self.workdir, env)
         proc.admin = f"http://127.0.0.1:{admin_port}"
         return proc
 
@@ -313,15 +328,19 @@ output:
             # A diagnostic: librdkafka properties for the baseline rows only (the baseline
             # binary may be ours, to compare two settings side by side).
             props = dict(kv.split("=", 1) for kv in self.args.base_kafka_property) or None
+            env = dict(kv.split("=", 1) for kv in self.args.base_env) or None
             kinds["base-partition"] = (
                 f"baseline build, partition mode ({p} in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "partition", 1, base, properties=props))
+                lambda n, g, t: self.ours(n, g, t, url, "partition", 1, base, properties=props,
+                                                env=env))
             kinds["base-key"] = (
                 f"baseline build, key mode ({cap}/partition, {cap * p} in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "key", cap, base, properties=props))
+                lambda n, g, t: self.ours(n, g, t, url, "key", cap, base, properties=props,
+                                                env=env))
             kinds["base-none"] = (
                 f"baseline build, none mode ({cap}/partition, {cap * p} in flight)",
-                lambda n, g, t: self.ours(n, g, t, url, "none", cap, base, properties=props))
+                lambda n, g, t: self.ours(n, g, t, url, "none", cap, base, properties=props,
+                                                env=env))
         if self.args.baseline_sidecar:
             # Interleave ours and the baseline build mode by mode, so drift in the machine's
             # load during the run does not favour whichever ran first.
@@ -549,6 +568,7 @@ output:
                      120, proc=proc)
             self.reset(receiver)
             cpu_before = cpu_seconds(proc.pid)
+            switches_before = context_switches(proc.pid)
             broker_before = self.broker_cpu()
             n = int(rate * self.args.latency_seconds)
             self.produce_rate(topic, self.args.latency_seconds, first_seq=warm, rate=rate)
@@ -556,9 +576,11 @@ output:
                      lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
             stats = self.stats(receiver)
             cpu = cpu_seconds(proc.pid) - cpu_before
+            switches = context_switches(proc.pid) - switches_before
             broker = self.broker_cpu()
             proc.stop()
             out[name] = {**stats["latency_ms"], "rate": rate,
+                         "context_switches_per_record": round(switches / n, 2),
                          "cpu_s_per_100k": round(cpu / n * 1e5, 2),
                          "cores": round(cpu / self.args.latency_seconds, 3),
                          "broker_cpu_s_per_100k": (round((broker - broker_before) / n * 1e5, 2)
@@ -1153,6 +1175,8 @@ def main():
                         help="with --cost-only: which parts (fast,latency,low,idle)")
     parser.add_argument("--cost-kinds", type=csv, default=[],
                         help="with --cost-only: only these consumers (e.g. ours-key,base-key)")
+    parser.add_argument("--base-env", action="append", default=[],
+                        help="K=V: an environment variable for the --baseline-sidecar rows only")
     parser.add_argument("--base-kafka-property", action="append", default=[],
                         help="K=V: a librdkafka property for the --baseline-sidecar rows only")
     parser.add_argument("--big-records", type=int, default=1_000_000)
@@ -1171,7 +1195,7 @@ def main():
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     table = (results["flow"]["table"] + "\n") if args.flow_only else markdown(results, args)
-    if args.flow and not args.flow_only:
+    if "flow" in results and not args.flow_only:
         table += "\nFlow control:\n\n" + results["flow"]["table"] + "\n"
     with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
         f.write(table)

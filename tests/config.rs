@@ -657,6 +657,12 @@ fn cases() -> Vec<Case> {
             ],
         ),
         Case::error(
+            "fetch_linger above 1s",
+            with_kafka("  fetch_linger: 2s\n"),
+            &["`kafka.fetch_linger`", "at most 1s", "added to the latency"],
+        ),
+        Case::valid("fetch_linger of a few ms", with_kafka("  fetch_linger: 5ms\n")),
+        Case::error(
             "duration without unit",
             with_kafka("  session_timeout: 10\n"),
             // Names the section only, not `session_timeout` (see the report).

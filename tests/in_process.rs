@@ -1,7 +1,7 @@
 //! The whole program in-process, through `app::run` with an injected shutdown future: joins
 //! the group, delivers every record once in order, reports ready on its admin port, and on
 //! shutdown drains, commits everything acknowledged and returns `Exit::Clean` within the
-//! grace period.
+//! grace period. Runs with `kafka.fetch_linger` set.
 
 mod common;
 
@@ -24,6 +24,9 @@ async fn app_run_delivers_then_shuts_down_cleanly_on_the_injected_signal() {
     let mut config = test_config(&group, &topic, &endpoint.url());
     config.delivery.ordering = Ordering::Key;
     config.delivery.max_in_flight = 4;
+    // With fetch coalescing on: librdkafka accepts the derived fetch properties and records
+    // still flow (and commit) as without.
+    config.kafka.fetch_linger = Duration::from_millis(5);
     config.shutdown.drain_timeout = Duration::from_secs(3);
     config.shutdown.termination_grace_period = Duration::from_secs(8);
     let settings = config.settings().expect("valid test config");

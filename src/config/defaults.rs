@@ -13,6 +13,9 @@ pub(crate) fn commit_interval() -> Duration {
 pub(crate) fn rebalance_drain_timeout() -> Duration {
     Duration::from_secs(10)
 }
+pub(crate) fn fetch_linger() -> Duration {
+    Duration::ZERO
+}
 pub(crate) fn method() -> String {
     "POST".into()
 }

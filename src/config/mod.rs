@@ -102,6 +102,7 @@ impl Config {
                 commit_interval: defaults::commit_interval(),
                 auto_offset_reset: OffsetReset::default(),
                 rebalance_drain_timeout: defaults::rebalance_drain_timeout(),
+                fetch_linger: defaults::fetch_linger(),
                 properties: BTreeMap::new(),
             },
             delivery: DeliveryConfig {

@@ -54,6 +54,16 @@ pub fn consumer_config(kafka: &KafkaConfig, batch: Option<&BatchSettings>) -> Cl
             "client.id",
             format!("kafka-webhook-sidecar-{}", std::process::id()),
         );
+    if !kafka.fetch_linger.is_zero() {
+        // The broker answers a fetch when 1 MiB is ready or the linger passed: at moderate
+        // rates one fetch (and one wake-up per partition) carries several records.
+        client
+            .set(
+                "fetch.wait.max.ms",
+                kafka.fetch_linger.as_millis().max(1).to_string(),
+            )
+            .set("fetch.min.bytes", (1 << 20).to_string());
+    }
     match kafka.group_protocol {
         GroupProtocol::Classic => {
             client
@@ -134,6 +144,27 @@ mod tests {
 
     fn get<'a>(config: &'a ClientConfig, key: &str) -> Option<&'a str> {
         config.get(key)
+    }
+
+    #[test]
+    fn fetch_linger_sets_the_broker_wait_and_minimum() {
+        let mut kafka = kafka();
+        let config = consumer_config(&kafka, None);
+        assert_eq!(get(&config, "fetch.wait.max.ms"), None);
+        assert_eq!(get(&config, "fetch.min.bytes"), None);
+        kafka.fetch_linger = Duration::from_millis(5);
+        let config = consumer_config(&kafka, None);
+        assert_eq!(get(&config, "fetch.wait.max.ms"), Some("5"));
+        assert_eq!(get(&config, "fetch.min.bytes"), Some("1048576"));
+        kafka
+            .properties
+            .insert("fetch.min.bytes".into(), "65536".into());
+        let config = consumer_config(&kafka, None);
+        assert_eq!(
+            get(&config, "fetch.min.bytes"),
+            Some("65536"),
+            "properties win"
+        );
     }
 
     #[test]
