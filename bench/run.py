@@ -1007,23 +1007,17 @@ def markdown(r, args):
             rate = next(iter(r[key].values()))["rate"]
             lines.append("")
             lines.append(f"| added latency at {rate}/s (append → arrival) | p50 ms | p99 ms "
-                         "| p999 ms | max ms | CPU s/100k | cores |")
-            lines.append("|---|---:|---:|---:|---:|---:|---:|")
+                         "| p999 ms | max ms | CPU s/100k | cores | context switches/record |")
+            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
             for name, v in r[key].items():
                 lines.append(f"| {name} | {v['p50']} | {v['p99']} | {v['p999']} | {v['max']} | "
-                             f"{v['cpu_s_per_100k']} | {v.get('cores', '')} |")
+                             f"{v['cpu_s_per_100k']} | {v.get('cores', '')} | "
+                             f"{v.get('context_switches_per_record', '')} |")
         lines.append("")
         lines.append("| memory | RSS MiB |")
         lines.append("|---|---:|")
         for name, v in r.get("idle", {}).items():
             lines.append(f"| {name}, idle (assigned, nothing to do) | {v['max_rss_mib']} |")
-        lines.append("")
-        lines.append(f"| idle, assigned, nothing to consume | seconds | CPU % of one core "
-                     "| RSS MiB |")
-        lines.append("|---|---:|---:|---:|")
-        for name, v in r.get("idle", {}).items():
-            lines.append(f"| {name} | {v.get('seconds', '')} | {v.get('cpu_pct_of_core', '')} "
-                         f"| {v['max_rss_mib']} |")
     else:
         lines.append("")
         lines.append("| memory | RSS MiB |")
@@ -1033,6 +1027,14 @@ def markdown(r, args):
     for name, v in r.get("big_backlog", {}).items():
         lines.append(f"| {name}, peak over a {args.big_records}-record backlog "
                      f"({v['committed_per_s']} committed/s) | {v['peak_rss_mib']} |")
+    if r.get("idle"):
+        lines.append("")
+        lines.append("| idle, assigned, nothing to consume | seconds | CPU % of one core "
+                     "| RSS MiB |")
+        lines.append("|---|---:|---:|---:|")
+        for name, v in r["idle"].items():
+            lines.append(f"| {name} | {v.get('seconds', '')} | {v.get('cpu_pct_of_core', '')} "
+                         f"| {v['max_rss_mib']} |")
     lines.append("")
     lines += batch_markdown(r, args)
     lines.append("| target | measured | met |")

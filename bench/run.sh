@@ -15,7 +15,7 @@
 #    without them); prints the table and writes bench/results/latest.json (+ .md);
 # 5. stops Kafka on any exit.
 #
-# Takes ~10 minutes on 2 cores after the first build. Method and figures: bench/README.md.
+# Takes ~15 minutes on 2 cores after the first build (--cost-only: ~12). Method and figures: bench/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
