@@ -934,7 +934,7 @@ def cost_targets(r, args):
             v = r.get(key, {}).get(mode)
             if not v:
                 continue
-            figure = (f"{v['cpu_s_per_100k']} CPU s/100k ({v['cores']} core), p99 "
+            figure = (f"{v['cpu_s_per_100k']} CPU s/100k ({v.get('cores', '?')} core), p99 "
                       f"{v['p99']:.1f} ms")
             if limit:
                 rows.append((f"{mode} at {v['rate']}/s: ≤ 5 CPU s/100k, p99 ≤ 10 ms", figure,
