@@ -199,39 +199,16 @@ async fn bad_request_goes_to_dead_letter_topic_and_later_records_flow() {
     );
 
     // Read the dead-letter topic back.
-    let DeadLetter {
-        key,
-        payload,
-        headers,
-    } = read_dead_letters(&dlq, 1).await.remove(0);
-    assert_eq!(key.as_deref(), Some(&b"k0"[..]));
+    let dead_letter = read_dead_letters(&dlq, 1).await.remove(0);
+    assert_eq!(dead_letter.key.as_deref(), Some(&b"k0"[..]));
     assert_eq!(
-        payload,
+        dead_letter.payload,
         Some(Keyed {
             key: "k0".into(),
             seq: 3
         })
     );
-    assert_eq!(
-        headers.get("kws-error-status").map(String::as_str),
-        Some("400")
-    );
-    assert_eq!(
-        headers.get("kws-error-attempts").map(String::as_str),
-        Some("1")
-    );
-    assert_eq!(headers.get("kws-original-topic"), Some(&topic));
-    assert_eq!(
-        headers.get("kws-original-partition").map(String::as_str),
-        Some("0")
-    );
-    assert_eq!(
-        headers.get("kws-original-offset").map(String::as_str),
-        Some("3")
-    );
-    assert!(headers
-        .get("kws-error-message")
-        .is_some_and(|m| m.contains("400")));
+    dead_letter.assert_rejected(&topic, 0, 3, 400, 1);
     assert_eq!(
         sidecar.metric(&format!(
             "kws_deliveries_total{{outcome=\"dead_lettered\",topic=\"{topic}\"}}"

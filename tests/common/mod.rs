@@ -148,6 +148,42 @@ pub struct DeadLetter {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
+impl DeadLetter {
+    /// Asserts the headers that say where the record came from and why it was rejected:
+    /// `topic`/`partition`/`offset`, the endpoint's `status` after `attempts` attempts, and an
+    /// error message naming the status.
+    pub fn assert_rejected(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        status: u16,
+        attempts: u32,
+    ) {
+        let header = |name: &str| self.headers.get(name).map(String::as_str);
+        let expected = [
+            ("kws-original-topic", topic.to_string()),
+            ("kws-original-partition", partition.to_string()),
+            ("kws-original-offset", offset.to_string()),
+            ("kws-error-status", status.to_string()),
+            ("kws-error-attempts", attempts.to_string()),
+        ];
+        for (name, value) in expected {
+            assert_eq!(
+                header(name),
+                Some(value.as_str()),
+                "{name} of offset {offset}"
+            );
+        }
+        assert!(
+            header("kws-error-message")
+                .is_some_and(|message| message.contains(&status.to_string())),
+            "kws-error-message of offset {offset}: {:?}",
+            header("kws-error-message")
+        );
+    }
+}
+
 /// Reads `count` records from the dead-letter topic `topic` (from its start, as a new group);
 /// panics if they do not all arrive within 30 s.
 pub async fn read_dead_letters(topic: &str, count: usize) -> Vec<DeadLetter> {
