@@ -116,8 +116,20 @@ pub fn attempt_finished(metrics: &Metrics, topic: &str, class: StatusClass, took
         .observe(took.as_secs_f64());
 }
 
-/// An attempt failed and the record will be tried again after `delay`. Logged at warn on
-/// attempts 1, 2, 4, 8, … so a long outage stays visible without flooding, else at debug.
+/// Logs at warn when `attempts` is 1, 2, 4, 8, … (a long outage stays visible without
+/// flooding the log), else at debug.
+macro_rules! warn_on_doubling {
+    ($attempts:expr, $($event:tt)+) => {
+        if $attempts.is_power_of_two() {
+            warn!($($event)+)
+        } else {
+            debug!($($event)+)
+        }
+    };
+}
+
+/// An attempt failed and the record will be tried again after `delay` (logged by
+/// `warn_on_doubling!`).
 pub fn retry_scheduled(
     metrics: &Metrics,
     record: &Record,
@@ -128,34 +140,22 @@ pub fn retry_scheduled(
 ) {
     metrics.retries.with_label_values(&[&record.topic]).inc();
     let delay_ms = delay.as_millis() as u64;
-    if attempts.is_power_of_two() {
-        warn!(
-            topic = %record.topic,
-            partition = record.partition,
-            offset = record.offset,
-            attempts,
-            error,
-            delay_ms,
-            blocking,
-            "Delivery failed, retrying"
-        );
-    } else {
-        debug!(
-            topic = %record.topic,
-            partition = record.partition,
-            offset = record.offset,
-            attempts,
-            error,
-            delay_ms,
-            blocking,
-            "Delivery failed, retrying"
-        );
-    }
+    warn_on_doubling!(
+        attempts,
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+        attempts,
+        error,
+        delay_ms,
+        blocking,
+        "Delivery failed, retrying"
+    );
 }
 
 /// A batch request's entries failed (the whole batch, or entries answered RETRY) and will be
 /// sent again after `delay`: counted per entry like single retries, logged once per batch
-/// (at warn on attempts 1, 2, 4, 8, …, else at debug).
+/// (by `warn_on_doubling!`).
 pub fn batch_retry_scheduled(
     metrics: &Metrics,
     first: &Record,
@@ -170,31 +170,18 @@ pub fn batch_retry_scheduled(
         .with_label_values(&[&first.topic])
         .inc_by(entries as u64);
     let delay_ms = delay.as_millis() as u64;
-    if attempts.is_power_of_two() {
-        warn!(
-            topic = %first.topic,
-            partition = first.partition,
-            first_offset = first.offset,
-            entries,
-            attempts,
-            error,
-            delay_ms,
-            blocking,
-            "Batch delivery failed for some entries, retrying them"
-        );
-    } else {
-        debug!(
-            topic = %first.topic,
-            partition = first.partition,
-            first_offset = first.offset,
-            entries,
-            attempts,
-            error,
-            delay_ms,
-            blocking,
-            "Batch delivery failed for some entries, retrying them"
-        );
-    }
+    warn_on_doubling!(
+        attempts,
+        topic = %first.topic,
+        partition = first.partition,
+        first_offset = first.offset,
+        entries,
+        attempts,
+        error,
+        delay_ms,
+        blocking,
+        "Batch delivery failed for some entries, retrying them"
+    );
 }
 
 /// A batch request is about to be sent for the first time.
