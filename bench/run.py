@@ -242,6 +242,22 @@ class Bench:
         # only once every message up to it was acknowledged by the output; up to
         # checkpoint_limit messages per partition are in flight; the http_client output
         # retries failed requests (auto_replay_nacks) and sends one message per request.
+        a = self.args
+        checkpoint_limit = cap
+        batching = ""
+        output_body = "headers:\n      Content-Type: application/octet-stream"
+        if batch:
+            # The same batching policy as ours, on the input: kafka_franz batches each
+            # partition on its own (like ours, one partition per batch, in offset order).
+            # checkpoint_limit counts records, so it allows `cap` full batches per
+            # partition; max_in_flight counts batches. batch_as_multipart sends a batch as
+            # one multipart/form-data request, one part per record (without it, http_client
+            # sends one request per message of the batch).
+            checkpoint_limit = cap * a.batch_max_records
+            batching = (f"\n    batching:\n      count: {a.batch_max_records}\n"
+                        f"      byte_size: {a.batch_max_bytes}\n"
+                        f"      period: {a.batch_max_wait_ms}ms")
+            output_body = "batch_as_multipart: true"
         config = f"""
 http: {{enabled: false}}
 logger: {{level: WARN}}
@@ -252,48 +268,15 @@ input:
     topics: ["{topic}"]
     consumer_group: "{group}"
     start_from_oldest: true
-    checkpoint_limit: {cap}
-    commit_period: 1s
+    checkpoint_limit: {checkpoint_limit}
+    commit_period: 1s{batching}
 output:
   http_client:
     url: "{url}"
     verb: POST
     timeout: 10s
-    max_in_flight: {cap * self.args.partitions}
-    headers:
-      Content-Type: application/octet-stream
-"""
-        if batch:
-            # The same batching policy as ours, on the input: kafka_franz batches each
-            # partition on its own (like ours, one partition per batch, in offset order).
-            # checkpoint_limit counts records, so it allows `cap` full batches per
-            # partition; max_in_flight counts batches. batch_as_multipart sends a batch as
-            # one multipart/form-data request, one part per record (without it, http_client
-            # sends one request per message of the batch).
-            a = self.args
-            config = f"""
-http: {{enabled: false}}
-logger: {{level: WARN}}
-metrics: {{none: {{}}}}
-input:
-  kafka_franz:
-    seed_brokers: ["{self.bootstrap}"]
-    topics: ["{topic}"]
-    consumer_group: "{group}"
-    start_from_oldest: true
-    checkpoint_limit: {cap * a.batch_max_records}
-    commit_period: 1s
-    batching:
-      count: {a.batch_max_records}
-      byte_size: {a.batch_max_bytes}
-      period: {a.batch_max_wait_ms}ms
-output:
-  http_client:
-    url: "{url}"
-    verb: POST
-    timeout: 10s
-    max_in_flight: {cap * self.args.partitions}
-    batch_as_multipart: true
+    max_in_flight: {cap * a.partitions}
+    {output_body}
 """
         path = os.path.join(self.workdir, f"{name}.yaml")
         with open(path, "w") as f:
@@ -707,15 +690,20 @@ output:
                  if k.startswith(("ours-partition", "ours-key", "ours-none", "base-", "sarama"))
                  and k not in ("ours-key-structured", "ours-key-signed")
                  and (not a.cost_kinds or k in a.cost_kinds)}
-        self.results["fast"] = {}
-        if "fast" in a.cost_parts:
-            for name, (description, make) in kinds.items():
-                log(f"fast endpoint: {description}")
-                result = self.drain_backlog(name, make, topic, a.records, fast)
-                result["description"] = description
-                self.results["fast"][name] = result
+        self.results["fast"] = (self.fast_drains(kinds, topic, fast)
+                                if "fast" in a.cost_parts else {})
         self.open_loop_and_idle(kinds, a.cost_parts)
         return self.results
+
+    def fast_drains(self, kinds, topic, receiver):
+        """Each consumer of `kinds` drains the --records backlog of `topic` in turn."""
+        out = {}
+        for name, (description, make) in kinds.items():
+            log(f"fast endpoint: {description}")
+            result = self.drain_backlog(name, make, topic, self.args.records, receiver)
+            result["description"] = description
+            out[name] = result
+        return out
 
     def open_loop_and_idle(self, kinds, parts=("latency", "low", "idle")):
         """Latency and CPU at --latency-rate and --low-rate, then idle CPU and RSS."""
@@ -759,12 +747,7 @@ output:
         self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
 
         kinds = self.kinds(fast.url, cap)
-        self.results["fast"] = {}
-        for name, (description, make) in kinds.items():
-            log(f"fast endpoint: {description}")
-            result = self.drain_backlog(name, make, topic, a.records, fast)
-            result["description"] = description
-            self.results["fast"][name] = result
+        self.results["fast"] = self.fast_drains(kinds, topic, fast)
         if not a.no_batch:
             self.results["batch"] = self.batch_fast(fast.url)
         if a.fast_only:
