@@ -54,9 +54,7 @@ impl<T: Transport> Deliverer<T> {
                 return;
             }
             attempts += 1;
-            let body = first_body
-                .take()
-                .unwrap_or_else(|| encoder.body(pending.iter()));
+            let body = first_body.take().unwrap_or_else(|| encoder.body(&pending));
             let prepared = self.template.prepare_batch(&pending, body);
             let build = || self.template.request(&prepared, SystemTime::now());
             let records = u32::try_from(pending.len()).unwrap_or(u32::MAX);
@@ -246,7 +244,7 @@ mod tests {
         drain: Drain,
     ) -> Vec<(i64, Disposition)> {
         let encoder = deliverer.template.batch_encoder().unwrap();
-        let body = encoder.body(records.iter());
+        let body = encoder.body(&records);
         let (sender, mut receiver) = mpsc::unbounded_channel();
         deliverer
             .clone()

@@ -19,10 +19,9 @@
 //! value. The record's value is embedded verbatim as `value` when its bytes are one valid JSON
 //! document, otherwise it is `value_base64`; a tombstone has neither, and `"tombstone":true`.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use bytes::Bytes;
 
+use super::base64::push_base64;
 use super::cloudevent::CloudEvent;
 use super::cloudevents_http;
 use crate::config::{BatchBody, CloudEventsSettings};
@@ -48,7 +47,13 @@ pub struct BatchBuilder {
     out: Vec<u8>,
     entries: usize,
     max_bytes: usize,
-    scratch: Vec<u8>,
+}
+
+/// About how long the body of `records` records holding `raw_bytes` of keys, values and
+/// headers is: base64 for binary values (4/3), plus the envelope's fields.
+pub fn expected_len(records: usize, raw_bytes: usize) -> usize {
+    const ENVELOPE: usize = 192;
+    raw_bytes / 3 * 4 + records * ENVELOPE
 }
 
 impl BatchEncoder {
@@ -68,20 +73,22 @@ impl BatchEncoder {
         }
     }
 
-    /// An empty body that takes entries while it stays within `max_bytes`.
-    pub fn builder(&self, max_bytes: usize) -> BatchBuilder {
+    /// An empty body that takes entries while it stays within `max_bytes`, with room for
+    /// `expected` bytes (see [`expected_len`]: a fair guess spares the copies of a growing
+    /// buffer).
+    pub fn builder(&self, max_bytes: usize, expected: usize) -> BatchBuilder {
         BatchBuilder {
             body: self.body,
-            out: Vec::new(),
+            out: Vec::with_capacity(expected.min(max_bytes)),
             entries: 0,
             max_bytes,
-            scratch: Vec::new(),
         }
     }
 
     /// The whole body for `records` (no limit), e.g. for the entries a batch retries.
-    pub fn body<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> Bytes {
-        let mut builder = self.builder(usize::MAX);
+    pub fn body(&self, records: &[Record]) -> Bytes {
+        let raw = records.iter().map(Record::size_bytes).sum();
+        let mut builder = self.builder(usize::MAX, expected_len(records.len(), raw));
         for record in records {
             builder.try_add(self, record);
         }
@@ -122,22 +129,23 @@ impl BatchBuilder {
     /// Adds `record` if the body stays within the byte limit (or it is the first entry);
     /// `false` leaves the body as it was.
     pub fn try_add(&mut self, encoder: &BatchEncoder, record: &Record) -> bool {
-        self.scratch.clear();
-        encoder.write_entry(record, &mut self.scratch);
-        // The separator before the entry (or the opening bracket) and the closing bracket.
-        let added = self.scratch.len() + 1 + usize::from(self.body != BatchBody::Ndjson);
-        if self.entries > 0 && self.out.len() + added > self.max_bytes {
-            return false;
-        }
-        match self.body {
+        // Written in place (no copy through a scratch buffer), taken back if it does not fit.
+        let start = self.out.len();
+        let closing = match self.body {
             BatchBody::Ndjson => {
-                self.out.extend_from_slice(&self.scratch);
+                encoder.write_entry(record, &mut self.out);
                 self.out.push(b'\n');
+                0
             }
             BatchBody::JsonArray | BatchBody::CloudEvents => {
                 self.out.push(if self.entries == 0 { b'[' } else { b',' });
-                self.out.extend_from_slice(&self.scratch);
+                encoder.write_entry(record, &mut self.out);
+                1
             }
+        };
+        if self.entries > 0 && self.out.len() + closing > self.max_bytes {
+            self.out.truncate(start);
+            return false;
         }
         self.entries += 1;
         true
@@ -245,15 +253,7 @@ fn write_base64(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":\"");
-    let start = out.len();
-    out.resize(
-        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
-        0,
-    );
-    let written = BASE64
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or_default();
-    out.truncate(start + written);
+    push_base64(out, bytes);
     out.push(b'"');
 }
 
@@ -361,7 +361,7 @@ mod tests {
             value: Some(Bytes::from(vec![b'x'; 100])),
             ..Record::example()
         };
-        let mut builder = encoder.builder(1024);
+        let mut builder = encoder.builder(1024, 0);
         let mut added = 0;
         while builder.try_add(&encoder, &small) {
             added += 1;
@@ -380,11 +380,11 @@ mod tests {
             value: Some(Bytes::from(vec![b'x'; 4096])),
             ..Record::example()
         };
-        let mut builder = encoder.builder(1024);
+        let mut builder = encoder.builder(1024, 0);
         assert!(builder.try_add(&encoder, &large));
         assert!(!builder.try_add(&encoder, &small));
         assert_eq!(builder.entries(), 1);
-        assert_eq!(encoder.builder(10).finish(), Bytes::from_static(b"[]"));
+        assert_eq!(encoder.builder(10, 0).finish(), Bytes::from_static(b"[]"));
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! A [`CloudEvent`] in the CloudEvents HTTP protocol binding: binary mode (attributes as
 //! `ce-*` headers, data as the body) or structured mode (one JSON document). Pure, no I/O.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
 use serde_json::Value;
 
+use super::base64::push_base64;
 use super::cloudevent::{attribute_text, is_json, CloudEvent, Data, STRUCTURED_CONTENT_TYPE};
 
 /// `Content-Type` of a structured event this module writes.
@@ -111,8 +110,11 @@ pub fn write_structured(event: &CloudEvent, out: &mut Vec<u8>) {
             if embed {
                 member(out, "data", bytes);
             } else {
-                let encoded = Value::String(BASE64.encode(bytes)).to_string();
-                member(out, "data_base64", encoded.as_bytes());
+                let mut encoded = Vec::with_capacity(bytes.len() * 4 / 3 + 6);
+                encoded.push(b'"');
+                push_base64(&mut encoded, bytes);
+                encoded.push(b'"');
+                member(out, "data_base64", &encoded);
             }
         }
     }
@@ -146,6 +148,8 @@ mod tests {
     use super::*;
     use crate::config::CloudEventsSettings;
     use crate::record::Record;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine;
 
     fn record(headers: &[(&str, &[u8])], value: Option<&'static [u8]>) -> Record {
         Record {

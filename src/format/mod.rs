@@ -9,7 +9,9 @@
 //!   structured mode.
 //! - [`batch`]: batch bodies (JSON array or NDJSON of envelopes, CloudEvents JSON batch).
 //! - [`signing`]: Standard Webhooks signatures.
+//! - [`base64`]: base64 of record bytes (SIMD).
 
+pub mod base64;
 pub mod batch;
 pub mod cloudevent;
 pub mod cloudevents_http;

@@ -30,10 +30,10 @@ pub struct KafkaPartition<C: ConsumerContext + 'static> {
 }
 
 impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
-    fn poll(&mut self) -> Option<Result<Record, KafkaError>> {
+    fn poll(&mut self, now: Instant) -> Option<Result<Record, KafkaError>> {
         let result = self.queue.poll(Duration::ZERO)?;
         Some(result.map(|message| {
-            let record = record_from(&message, self.topic.clone());
+            let record = record_from(&message, self.topic.clone(), now);
             if let Some((from, to)) = self.resets.check(record.offset) {
                 events::offsets_skipped(&self.metrics, &self.topic, self.partition, from, to);
             }
@@ -76,8 +76,8 @@ impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
     }
 }
 
-/// Copies a message out of librdkafka's buffer.
-pub fn record_from(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
+/// Copies a message out of librdkafka's buffer; it was received at `received_at`.
+pub fn record_from(message: &BorrowedMessage<'_>, topic: Arc<str>, received_at: Instant) -> Record {
     let headers = message
         .headers()
         .map(|headers| {
@@ -100,6 +100,6 @@ pub fn record_from(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
         key: message.key().map(Bytes::copy_from_slice),
         value: message.payload().map(Bytes::copy_from_slice),
         headers,
-        received_at: Instant::now(),
+        received_at,
     }
 }

@@ -3,6 +3,8 @@
 //! ([`scheduler`]) and when to pause fetching ([`pause`]). The worker reads its records from a [`PartitionSource`], so this folder
 //! knows nothing of the consumer it runs under (`kafka::source` implements it).
 
+use std::time::Instant;
+
 use rdkafka::error::KafkaError;
 
 use crate::record::Record;
@@ -16,8 +18,9 @@ pub use worker::{PartitionWorker, WorkerExit, WorkerSettings};
 
 /// Where a worker takes its partition's records from and stores its committable offset.
 pub trait PartitionSource: Send + 'static {
-    /// The next record if one is ready now; `None` when the queue is empty.
-    fn poll(&mut self) -> Option<Result<Record, KafkaError>>;
+    /// The next record if one is ready now, received `now` (one clock read serves a burst of
+    /// polls); `None` when the queue is empty.
+    fn poll(&mut self, now: Instant) -> Option<Result<Record, KafkaError>>;
     /// Stores the committable offset (the lowest unacknowledged); the consumer commits it
     /// on its next commit.
     fn store(&self, offset: i64) -> Result<(), KafkaError>;

@@ -30,13 +30,15 @@ impl OffsetTracker {
         Self::default()
     }
 
-    /// Registers a received record. Offsets must increase (gaps are normal: compaction,
+    /// Registers a record received now. Offsets must increase (gaps are normal: compaction,
     /// transaction markers).
+    #[cfg(test)]
     pub fn received(&mut self, offset: i64) -> Result<(), TrackError> {
         self.received_at(offset, Instant::now())
     }
 
-    /// Like [`received`](Self::received), with the time of receipt given.
+    /// Registers a record received at `at`. Offsets must increase (gaps are normal:
+    /// compaction, transaction markers).
     pub fn received_at(&mut self, offset: i64, at: Instant) -> Result<(), TrackError> {
         if let Some(next) = self.next_offset {
             if offset < next {

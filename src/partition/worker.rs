@@ -23,6 +23,7 @@ use super::scheduler::{Key, Scheduler};
 use super::PartitionSource;
 use crate::config::{BatchSettings, Ordering};
 use crate::delivery::{Deliverer, Disposition, Drain, HttpClient, Transport};
+use crate::format::batch;
 use crate::ops::events::{self, PartitionMetrics};
 use crate::ops::{Health, Metrics};
 use crate::record::Record;
@@ -127,14 +128,17 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         loop {
             // Take what the partition queue holds, up to the buffer bounds.
             let mut queue_empty = false;
+            let now = Instant::now();
             while !draining && self.has_room(&scheduler, bytes.held) {
-                let Some(result) = self.source.poll() else {
+                let Some(result) = self.source.poll(now) else {
                     queue_empty = true;
                     break;
                 };
                 match result {
                     Ok(record) => {
-                        if let Err(track_error) = tracker.received(record.offset) {
+                        if let Err(track_error) =
+                            tracker.received_at(record.offset, record.received_at)
+                        {
                             // A record at or below one already held: librdkafka re-fetched it.
                             // We hold or acknowledged it already, so skipping loses nothing.
                             warn!(error = %track_error, "Skipped re-fetched record");
@@ -356,7 +360,9 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             if !full && (can_wait || Instant::now() < due_at) {
                 return Some(due_at);
             }
-            let mut body = encoder.builder(limits.max_bytes);
+            let count = scheduler.waiting().min(limits.max_records);
+            let raw = bytes.waiting / scheduler.waiting().max(1) * count;
+            let mut body = encoder.builder(limits.max_bytes, batch::expected_len(count, raw));
             let (records, keys) =
                 scheduler.take_batch(limits.max_records, |record| body.try_add(encoder, record));
             if records.is_empty() {
@@ -416,7 +422,7 @@ mod tests {
     }
 
     impl PartitionSource for Queue {
-        fn poll(&mut self) -> Option<Result<Record, KafkaError>> {
+        fn poll(&mut self, _now: Instant) -> Option<Result<Record, KafkaError>> {
             self.records.pop_front().map(Ok)
         }
         fn store(&self, offset: i64) -> Result<(), KafkaError> {
