@@ -67,12 +67,14 @@ impl<T: Transport> Deliverer<T> {
             events::attempt_finished(&self.metrics, topic, outcome.class(), sent.took);
 
             let outcomes = entry_outcomes(encoder, &pending, outcome, &answer);
+            let mut delivered = events::DeliveredEntries::new(&self.metrics, topic);
             let unit = (self.jitter)();
             let mut still_pending = Vec::new();
             let mut wait: Option<(std::time::Duration, bool, String)> = None;
             for (record, outcome) in pending.into_iter().zip(outcomes) {
                 let Some(outcome) = outcome else {
-                    self.settle(&settled, &record, Outcome::Delivered, attempts, None);
+                    delivered.add(&record);
+                    let _ = settled.send((record.offset, Disposition::Delivered));
                     continue;
                 };
                 let decision = policy::decide(
@@ -85,7 +87,8 @@ impl<T: Transport> Deliverer<T> {
                 );
                 match decision {
                     Decision::Ack => {
-                        self.settle(&settled, &record, Outcome::Delivered, attempts, None)
+                        delivered.add(&record);
+                        let _ = settled.send((record.offset, Disposition::Delivered));
                     }
                     Decision::Drop => {
                         let error = outcome.describe();

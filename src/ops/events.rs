@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Gauge, IntCounter, IntGauge};
+use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use tracing::{debug, error, info, warn};
 
 use super::metrics::Metrics;
@@ -190,6 +190,50 @@ pub fn batch_sent(metrics: &Metrics, records: usize, bytes: usize) {
     metrics.batch_bytes.observe(bytes as f64);
 }
 
+/// The entries of one batch answer acknowledged as delivered: [`record_disposed`]'s metrics
+/// for many records with one label lookup and one clock read. The count is added on drop.
+pub struct DeliveredEntries {
+    deliveries: IntCounter,
+    latency: Histogram,
+    now_ms: Option<i64>,
+    count: u64,
+}
+
+impl DeliveredEntries {
+    pub fn new(metrics: &Metrics, topic: &str) -> Self {
+        Self {
+            deliveries: metrics
+                .deliveries
+                .with_label_values(&[topic, Outcome::Delivered.label()]),
+            latency: metrics.end_to_end_latency.with_label_values(&[topic]),
+            now_ms: None,
+            count: 0,
+        }
+    }
+
+    pub fn add(&mut self, record: &Record) {
+        self.count += 1;
+        if let Some(timestamp) = record.timestamp_ms {
+            let now_ms = *self.now_ms.get_or_insert_with(|| unix_millis().unwrap_or(timestamp));
+            self.latency
+                .observe((now_ms - timestamp).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+impl Drop for DeliveredEntries {
+    fn drop(&mut self) {
+        self.deliveries.inc_by(self.count);
+    }
+}
+
+fn unix_millis() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|since| since.as_millis() as i64)
+}
+
 /// A record was acknowledged: delivered, dead-lettered or dropped. `error` is the last
 /// failure for the latter two; `dead_letter_topic` names where it went.
 pub fn record_disposed(
@@ -205,10 +249,7 @@ pub fn record_disposed(
         .with_label_values(&[&record.topic, outcome.label()])
         .inc();
     if let Some(timestamp) = record.timestamp_ms {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .map(|since| since.as_millis() as i64)
-            .unwrap_or(timestamp);
+        let now_ms = unix_millis().unwrap_or(timestamp);
         metrics
             .end_to_end_latency
             .with_label_values(&[&record.topic])
