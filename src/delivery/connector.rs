@@ -89,7 +89,10 @@ mod tests {
     fn describes_the_causes_within_300_bytes_at_a_character_boundary() {
         let cause = Failure("connection refused".into(), None);
         let error = Failure("client error (Connect)".into(), Some(Box::new(cause)));
-        assert_eq!(one_line(&error), "client error (Connect): connection refused");
+        assert_eq!(
+            one_line(&error),
+            "client error (Connect): connection refused"
+        );
         // 'é' is two bytes: byte 300 falls inside one of them.
         let long = Failure(format!("x{}", "é".repeat(200)), None);
         let text = one_line(&long);

@@ -3,22 +3,37 @@
 
 use rdkafka::config::ClientConfig;
 
-use crate::config::{BatchSettings, GroupProtocol, KafkaConfig, OffsetReset};
+use crate::config::{BatchSettings, GroupProtocol, KafkaConfig, OffsetReset, Ordering};
 
-/// The librdkafka properties for the consumer: derived from the config (and the batch size,
-/// which sets the prefetch), then the user's `kafka.properties` on top.
-pub fn consumer_config(kafka: &KafkaConfig, batch: Option<&BatchSettings>) -> ClientConfig {
+/// The librdkafka properties for the consumer: derived from the config (and the batch size
+/// and ordering, which set the prefetch), then the user's `kafka.properties` on top.
+pub fn consumer_config(
+    kafka: &KafkaConfig,
+    batch: Option<&BatchSettings>,
+    ordering: Ordering,
+) -> ClientConfig {
     // Prefetch per partition (split queues): at most 512 KiB queued plus one 256 KiB fetch.
     // Measured with bench/run.sh (12 partitions, 1 KiB records): 1024 KiB gave ~6% more
     // records/s for ~6 MiB more peak RSS, 2048 KiB/1 MiB fetches ~10% more for ~18 MiB more.
-    // With batching one fetch holds a batch and the queue two, or a batch waits for fetches
-    // (500-record batches of 1 KiB: 95k → 250k records/s).
+    // With batching one fetch holds a batch. In partition mode the queue holds two: the
+    // partition's next batch is read while its one batch is in flight (500-record batches of
+    // 1 KiB: 95k → 250k records/s; with a queue of one batch, 370k against 422k records/s
+    // after the fetch-wait fix). In key and none mode several batches per partition are in
+    // flight and the queue of one batch gave the same rate for 10–20 MiB less peak RSS
+    // (1M drains, 2 runs each: key 313/357k vs 291/354k, none 350/400k vs 409/333k).
     let (queued_kbytes, fetch_bytes) = match batch {
         None => (512, 256 << 10),
-        Some(batch) => (
-            (2 * batch.max_bytes / 1024).max(512),
-            batch.max_bytes.max(256 << 10),
-        ),
+        Some(batch) => {
+            let batches = if ordering == Ordering::Partition {
+                2
+            } else {
+                1
+            };
+            (
+                (batches * batch.max_bytes / 1024).max(512),
+                batch.max_bytes.max(256 << 10),
+            )
+        }
     };
     let mut client = ClientConfig::new();
     client
@@ -158,19 +173,19 @@ mod tests {
     #[test]
     fn fetch_linger_sets_the_broker_wait_and_minimum() {
         let mut kafka = kafka();
-        let config = consumer_config(&kafka, None);
+        let config = consumer_config(&kafka, None, Ordering::Key);
         // No linger: the broker answers at once when records are there, and holds an empty
         // fetch at most 100 ms (not librdkafka's 500 ms, which stalls partitions left out).
         assert_eq!(get(&config, "fetch.wait.max.ms"), Some("100"));
         assert_eq!(get(&config, "fetch.min.bytes"), None);
         kafka.fetch_linger = Duration::from_millis(5);
-        let config = consumer_config(&kafka, None);
+        let config = consumer_config(&kafka, None, Ordering::Key);
         assert_eq!(get(&config, "fetch.wait.max.ms"), Some("5"));
         assert_eq!(get(&config, "fetch.min.bytes"), Some("1048576"));
         kafka
             .properties
             .insert("fetch.min.bytes".into(), "65536".into());
-        let config = consumer_config(&kafka, None);
+        let config = consumer_config(&kafka, None, Ordering::Key);
         assert_eq!(
             get(&config, "fetch.min.bytes"),
             Some("65536"),
@@ -180,7 +195,7 @@ mod tests {
 
     #[test]
     fn consumer_stores_offsets_only_after_acknowledgement() {
-        let config = consumer_config(&kafka(), None);
+        let config = consumer_config(&kafka(), None, Ordering::Key);
         assert_eq!(get(&config, "bootstrap.servers"), Some("broker:9092"));
         assert_eq!(get(&config, "group.id"), Some("orders-webhook"));
         assert_eq!(get(&config, "enable.auto.offset.store"), Some("false"));
@@ -201,8 +216,8 @@ mod tests {
     }
 
     #[test]
-    fn batching_sizes_the_prefetch_to_two_batches() {
-        let single = consumer_config(&kafka(), None);
+    fn batching_sizes_the_prefetch_to_the_batches_read_ahead() {
+        let single = consumer_config(&kafka(), None, Ordering::Key);
         assert_eq!(get(&single, "queued.max.messages.kbytes"), Some("512"));
         assert_eq!(get(&single, "max.partition.fetch.bytes"), Some("262144"));
         let batch = crate::config::BatchSettings {
@@ -211,14 +226,19 @@ mod tests {
             max_wait: std::time::Duration::from_millis(5),
             body: crate::config::BatchBody::JsonArray,
         };
-        let batched = consumer_config(&kafka(), Some(&batch));
+        let batched = consumer_config(&kafka(), Some(&batch), Ordering::Partition);
         assert_eq!(get(&batched, "queued.max.messages.kbytes"), Some("2048"));
         assert_eq!(get(&batched, "max.partition.fetch.bytes"), Some("1048576"));
+        for ordering in [Ordering::Key, Ordering::None] {
+            let batched = consumer_config(&kafka(), Some(&batch), ordering);
+            assert_eq!(get(&batched, "queued.max.messages.kbytes"), Some("1024"));
+            assert_eq!(get(&batched, "max.partition.fetch.bytes"), Some("1048576"));
+        }
         let small = crate::config::BatchSettings {
             max_bytes: 4096,
             ..batch
         };
-        let small = consumer_config(&kafka(), Some(&small));
+        let small = consumer_config(&kafka(), Some(&small), Ordering::Partition);
         assert_eq!(get(&small, "queued.max.messages.kbytes"), Some("512"));
     }
 
@@ -227,17 +247,26 @@ mod tests {
         let mut kafka = kafka();
         kafka.session_timeout = Duration::from_secs(6);
         assert_eq!(
-            get(&consumer_config(&kafka, None), "heartbeat.interval.ms"),
+            get(
+                &consumer_config(&kafka, None, Ordering::Key),
+                "heartbeat.interval.ms"
+            ),
             Some("2000")
         );
         kafka.session_timeout = Duration::from_secs(45);
         assert_eq!(
-            get(&consumer_config(&kafka, None), "heartbeat.interval.ms"),
+            get(
+                &consumer_config(&kafka, None, Ordering::Key),
+                "heartbeat.interval.ms"
+            ),
             Some("3000")
         );
         kafka.session_timeout = Duration::from_secs(1);
         assert_eq!(
-            get(&consumer_config(&kafka, None), "heartbeat.interval.ms"),
+            get(
+                &consumer_config(&kafka, None, Ordering::Key),
+                "heartbeat.interval.ms"
+            ),
             Some("333")
         );
     }
@@ -249,7 +278,7 @@ mod tests {
         kafka.assignment_strategy = AssignmentStrategy::Roundrobin;
         kafka.auto_offset_reset = OffsetReset::Latest;
         kafka.commit_interval = Duration::from_millis(250);
-        let config = consumer_config(&kafka, None);
+        let config = consumer_config(&kafka, None, Ordering::Key);
         assert_eq!(get(&config, "group.instance.id"), Some("pod-0"));
         assert_eq!(
             get(&config, "partition.assignment.strategy"),
@@ -263,7 +292,7 @@ mod tests {
     fn kip_848_leaves_assignment_and_session_to_the_broker() {
         let mut kafka = kafka();
         kafka.group_protocol = GroupProtocol::Consumer;
-        let config = consumer_config(&kafka, None);
+        let config = consumer_config(&kafka, None, Ordering::Key);
         assert_eq!(get(&config, "group.protocol"), Some("consumer"));
         assert_eq!(get(&config, "partition.assignment.strategy"), None);
         assert_eq!(get(&config, "session.timeout.ms"), None);
@@ -279,7 +308,7 @@ mod tests {
         kafka
             .properties
             .insert("security.protocol".into(), "SASL_SSL".into());
-        let config = consumer_config(&kafka, None);
+        let config = consumer_config(&kafka, None, Ordering::Key);
         assert_eq!(get(&config, "queued.max.messages.kbytes"), Some("2048"));
         assert_eq!(get(&config, "security.protocol"), Some("SASL_SSL"));
     }

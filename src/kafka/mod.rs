@@ -39,7 +39,7 @@ pub fn create(
     metrics: Metrics,
     health: Arc<Health>,
 ) -> Result<Arc<SidecarConsumer>, KafkaError> {
-    let batch = settings.batch;
+    let (batch, ordering) = (settings.batch, settings.ordering);
     let context = SidecarContext {
         registry: registry::PartitionRegistry::new(
             tokio::runtime::Handle::current(),
@@ -55,7 +55,8 @@ pub fn create(
         watch_group_state: kafka.group_protocol == GroupProtocol::Classic,
     };
     let consumer: Arc<SidecarConsumer> = Arc::new(
-        client_config::consumer_config(kafka, batch.as_ref()).create_with_context(context)?,
+        client_config::consumer_config(kafka, batch.as_ref(), ordering)
+            .create_with_context(context)?,
     );
     // Set once, right after creation, before subscribe can trigger any rebalance.
     let _ = consumer

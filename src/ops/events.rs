@@ -214,7 +214,9 @@ impl DeliveredEntries {
     pub fn add(&mut self, record: &Record) {
         self.count += 1;
         if let Some(timestamp) = record.timestamp_ms {
-            let now_ms = *self.now_ms.get_or_insert_with(|| unix_millis().unwrap_or(timestamp));
+            let now_ms = *self
+                .now_ms
+                .get_or_insert_with(|| unix_millis().unwrap_or(timestamp));
             self.latency
                 .observe((now_ms - timestamp).max(0) as f64 / 1000.0);
         }
