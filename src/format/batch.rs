@@ -388,6 +388,40 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_that_does_not_fit_leaves_no_trace_in_any_body_kind() {
+        let record = Record {
+            value: Some(Bytes::from(vec![0xffu8; 300])),
+            ..Record::example()
+        };
+        for kind in [
+            BatchBody::JsonArray,
+            BatchBody::Ndjson,
+            BatchBody::CloudEvents,
+        ] {
+            let encoder = encoder(kind);
+            // Sized too small on purpose: the body grows past its first guess.
+            let mut builder = encoder.builder(4096, 16);
+            let mut added = 0;
+            while builder.try_add(&encoder, &record) {
+                added += 1;
+            }
+            let body = builder.finish();
+            assert!(added > 1 && body.len() <= 4096, "{kind:?}: {}", body.len());
+            let entries: Vec<Value> = match kind {
+                BatchBody::Ndjson => body
+                    .split(|byte| *byte == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(|line| serde_json::from_slice(line).unwrap())
+                    .collect(),
+                _ => serde_json::from_slice(&body).unwrap(),
+            };
+            assert_eq!(entries.len(), added, "{kind:?}");
+            // Each entry is whole: the rejected one was cut away, not left half written.
+            assert_eq!(encoder.body(&vec![record.clone(); added]), body, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn cloudevents_batch_reads_with_the_official_sdk() {
         let encoder = encoder(BatchBody::CloudEvents);
         let body = encoder.body(&records());
