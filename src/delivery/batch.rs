@@ -67,14 +67,18 @@ impl<T: Transport> Deliverer<T> {
             events::attempt_finished(&self.metrics, topic, outcome.class(), sent.took);
 
             let outcomes = entry_outcomes(encoder, &pending, outcome, &answer);
-            let mut delivered = events::DeliveredEntries::new(&self.metrics, topic);
+            let mut delivered = events::Disposed::new(&self.metrics, topic, Outcome::Delivered);
+            // The worker is gone only when its partition was dropped: nothing to report to.
+            let mut acknowledge = |record: &Record| {
+                delivered.add(record);
+                let _ = settled.send((record.offset, Disposition::Delivered));
+            };
             let unit = (self.jitter)();
             let mut still_pending = Vec::new();
             let mut wait: Option<(std::time::Duration, bool, String)> = None;
             for (record, outcome) in pending.into_iter().zip(outcomes) {
                 let Some(outcome) = outcome else {
-                    delivered.add(&record);
-                    let _ = settled.send((record.offset, Disposition::Delivered));
+                    acknowledge(&record);
                     continue;
                 };
                 let decision = policy::decide(
@@ -86,13 +90,18 @@ impl<T: Transport> Deliverer<T> {
                     unit,
                 );
                 match decision {
-                    Decision::Ack => {
-                        delivered.add(&record);
-                        let _ = settled.send((record.offset, Disposition::Delivered));
-                    }
+                    Decision::Ack => acknowledge(&record),
                     Decision::Drop => {
                         let error = outcome.describe();
-                        self.settle(&settled, &record, Outcome::Dropped, attempts, Some(&error));
+                        events::record_disposed(
+                            &self.metrics,
+                            &record,
+                            Outcome::Dropped,
+                            attempts,
+                            Some(&error),
+                            None,
+                        );
+                        let _ = settled.send((record.offset, Disposition::Dropped));
                     }
                     Decision::DeadLetter => {
                         let disposition = match &self.on_failure {
@@ -134,24 +143,6 @@ impl<T: Transport> Deliverer<T> {
                 }
             }
         }
-    }
-
-    fn settle(
-        &self,
-        settled: &Settled,
-        record: &Record,
-        outcome: Outcome,
-        attempts: u32,
-        error: Option<&str>,
-    ) {
-        events::record_disposed(&self.metrics, record, outcome, attempts, error, None);
-        let disposition = match outcome {
-            Outcome::Delivered => Disposition::Delivered,
-            Outcome::DeadLettered => Disposition::DeadLettered,
-            Outcome::Dropped => Disposition::Dropped,
-        };
-        // The worker is gone only when its partition was dropped; nothing to report to.
-        let _ = settled.send((record.offset, disposition));
     }
 }
 

@@ -190,21 +190,22 @@ pub fn batch_sent(metrics: &Metrics, records: usize, bytes: usize) {
     metrics.batch_bytes.observe(bytes as f64);
 }
 
-/// The entries of one batch answer acknowledged as delivered: [`record_disposed`]'s metrics
-/// for many records with one label lookup and one clock read. The count is added on drop.
-pub struct DeliveredEntries {
+/// The metrics of records of one topic disposed of the same way: counted, and their
+/// end-to-end latency observed, with one label lookup and one clock read however many
+/// records (a batch answer's delivered entries). The count is added on drop.
+pub struct Disposed {
     deliveries: IntCounter,
     latency: Histogram,
     now_ms: Option<i64>,
     count: u64,
 }
 
-impl DeliveredEntries {
-    pub fn new(metrics: &Metrics, topic: &str) -> Self {
+impl Disposed {
+    pub fn new(metrics: &Metrics, topic: &str, outcome: Outcome) -> Self {
         Self {
             deliveries: metrics
                 .deliveries
-                .with_label_values(&[topic, Outcome::Delivered.label()]),
+                .with_label_values(&[topic, outcome.label()]),
             latency: metrics.end_to_end_latency.with_label_values(&[topic]),
             now_ms: None,
             count: 0,
@@ -223,7 +224,7 @@ impl DeliveredEntries {
     }
 }
 
-impl Drop for DeliveredEntries {
+impl Drop for Disposed {
     fn drop(&mut self) {
         self.deliveries.inc_by(self.count);
     }
@@ -246,17 +247,7 @@ pub fn record_disposed(
     error: Option<&str>,
     dead_letter_topic: Option<&str>,
 ) {
-    metrics
-        .deliveries
-        .with_label_values(&[&record.topic, outcome.label()])
-        .inc();
-    if let Some(timestamp) = record.timestamp_ms {
-        let now_ms = unix_millis().unwrap_or(timestamp);
-        metrics
-            .end_to_end_latency
-            .with_label_values(&[&record.topic])
-            .observe((now_ms - timestamp).max(0) as f64 / 1000.0);
-    }
+    Disposed::new(metrics, &record.topic, outcome).add(record);
     let error = error.unwrap_or("");
     match outcome {
         Outcome::Delivered => {}
