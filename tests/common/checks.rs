@@ -272,12 +272,8 @@ pub fn assert_commits_never_passed_unacknowledged(
 /// Per partition, first deliveries arrive in offset order (redeliveries are skipped; gaps are
 /// allowed — transaction markers, retention — and missing records are `assert_nothing_lost`'s).
 pub fn assert_partition_order(deliveries: &[Delivered]) {
-    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for d in deliveries {
-        if !seen.insert((d.partition, d.offset)) {
-            continue;
-        }
+    for d in first_deliveries(deliveries) {
         if let Some(previous) = last.insert(d.partition, d.offset) {
             assert!(
                 d.offset > previous,
@@ -291,12 +287,8 @@ pub fn assert_partition_order(deliveries: &[Delivered]) {
 
 /// Per key, first deliveries arrive in sequence order (redeliveries are skipped).
 pub fn assert_key_order(deliveries: &[Delivered]) {
-    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    for d in deliveries {
-        if !seen.insert((d.partition, d.offset)) {
-            continue;
-        }
+    for d in first_deliveries(deliveries) {
         let keyed = d.keyed.as_ref().expect("a keyed test payload");
         if let Some(previous) = last.insert(keyed.key.clone(), keyed.seq) {
             assert!(
@@ -307,6 +299,15 @@ pub fn assert_key_order(deliveries: &[Delivered]) {
             );
         }
     }
+}
+
+/// Each record's first delivery, in arrival order (redeliveries of a partition and offset
+/// are skipped).
+fn first_deliveries(deliveries: &[Delivered]) -> impl Iterator<Item = &Delivered> {
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    deliveries
+        .iter()
+        .filter(move |d| seen.insert((d.partition, d.offset)))
 }
 
 /// Asserts every produced record was delivered at least once.
