@@ -240,6 +240,19 @@ mounts = [m["mountPath"].rstrip("/") + "/" for m in sidecar.get("volumeMounts", 
 for key, path in files.items():
     if not any(path.startswith(mount) for mount in mounts):
         problems.append(f"delivery {key} {path} is not under a volumeMount of the sidecar")
+# A delivery.unix_socket lives in a volume the sidecar and another container both mount.
+socket = delivery.get("unix_socket")
+if socket:
+    def volume_of(container):
+        under = [m for m in container.get("volumeMounts", [])
+                 if socket.startswith(m["mountPath"].rstrip("/") + "/")]
+        return under[0]["name"] if under else None
+    shared = volume_of(sidecar)
+    others = [c["name"] for c in candidates if c is not sidecar and volume_of(c) == shared]
+    if shared is None:
+        problems.append(f"delivery.unix_socket {socket} is not under a volumeMount of the sidecar")
+    elif not others:
+        problems.append(f"delivery.unix_socket {socket}: no other container mounts volume {shared}")
 stand_ins = tempfile.TemporaryDirectory()
 if files:
     d = stand_ins.name

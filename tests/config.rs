@@ -865,6 +865,30 @@ fn cases() -> Vec<Case> {
             with("  cloudevents:\n    type: \"\"\n"),
             &["`delivery.cloudevents.type`", "non-empty"],
         ),
+        Case::valid(
+            "unix socket",
+            with("  unix_socket: /var/run/app/webhook.sock\n"),
+        ),
+        Case::error(
+            "unix socket with https",
+            https_with("  unix_socket: /var/run/app/webhook.sock\n"),
+            &["`delivery.url`", "must be http:// with delivery.unix_socket"],
+        ),
+        Case::error(
+            "unix socket relative",
+            with("  unix_socket: app/webhook.sock\n"),
+            &["`delivery.unix_socket`", "must be an absolute path"],
+        ),
+        Case::error(
+            "unix socket empty",
+            with("  unix_socket: \"  \"\n"),
+            &["`delivery.unix_socket`", "is empty"],
+        ),
+        Case::error(
+            "unix socket too long",
+            with(&format!("  unix_socket: /{}.sock\n", "s".repeat(110))),
+            &["`delivery.unix_socket`", "longer than a Unix socket address allows"],
+        ),
         Case::error(
             "tls on a plain http endpoint",
             with("  tls:\n    ca_file: /etc/kws/ca.crt\n"),

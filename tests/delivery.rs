@@ -469,3 +469,60 @@ async fn records_of_every_shape_are_delivered() {
     .await;
     assert!(!sidecar.logs().contains("panicked"));
 }
+
+/// `delivery.unix_socket`: the requests go over the socket (the URL's host does not even
+/// resolve), with the URL's path and Host header; while nothing listens on the socket yet the
+/// records wait and are retried (nothing committed), then all arrive in partition order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivers_over_a_unix_socket_that_appears_after_start() {
+    const PARTITIONS: i32 = 3;
+    const RECORDS: usize = 600;
+    let topic = unique("unix");
+    let group = unique("unix-group");
+    create_topic(&topic, PARTITIONS).await;
+    let produced = produce_keyed(&topic, 30, RECORDS).await;
+    let endpoint = Endpoint::start().await;
+    let dir = std::env::temp_dir().join(unique("kws-unix"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("app.sock");
+    // `.invalid` never resolves (RFC 6761): a request that went over TCP would fail.
+    let mut config = test_config(&group, &topic, "http://app.invalid/hooks/orders");
+    config.delivery.unix_socket = Some(socket.display().to_string());
+    let sidecar = Sidecar::start_ready(&config).await;
+    let refused =
+        format!("kws_delivery_attempts_total{{class=\"connection_error\",topic=\"{topic}\"}}");
+    wait_until(LONG, "attempts refused while the socket is missing", || {
+        sidecar.metric(&refused).unwrap_or(0.0) >= PARTITIONS as f64
+    })
+    .await;
+    let committed = committed_offsets(&group, &topic, PARTITIONS);
+    assert!(
+        committed.iter().all(|&offset| offset <= 0),
+        "committed {committed:?} before anything was delivered"
+    );
+
+    endpoint.serve_unix(&socket);
+    endpoint.wait_for_requests(RECORDS, LONG).await;
+    let delivered = endpoint.successful_requests();
+    assert!(delivered
+        .iter()
+        .all(|r| r.path == "/hooks/orders" && r.header("host") == Some("app.invalid")));
+    let keyed: HashSet<Keyed> = delivered
+        .iter()
+        .filter_map(|r| parse_payload(&r.body))
+        .collect();
+    assert_eq!(keyed, produced.into_iter().collect::<HashSet<_>>());
+    for (partition, records) in deliveries_by_partition(&delivered) {
+        let offsets: Vec<i64> = records.iter().map(|(offset, _)| *offset).collect();
+        assert!(
+            offsets.windows(2).all(|pair| pair[0] < pair[1]),
+            "partition {partition} out of order"
+        );
+    }
+    let end = end_offsets(&topic, PARTITIONS);
+    wait_until(Duration::from_secs(30), "committed to the end", || {
+        committed_offsets(&group, &topic, PARTITIONS) == end
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,6 +2,7 @@
 //! validation into [`DeliverySettings`] (headers, method and URL parsed once, here).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -46,6 +47,11 @@ pub struct DeliveryConfig {
     /// Speak HTTP/2 without TLS (h2c prior knowledge). Over TLS, HTTP/2 is chosen by ALPN.
     #[serde(default)]
     pub http2_prior_knowledge: bool,
+    /// Connect to the endpoint over this Unix domain socket (an absolute path, e.g. in a
+    /// volume shared with the application's container) instead of TCP; `url` must be
+    /// `http://` and still gives the path and the `Host` header.
+    #[serde(default)]
+    pub unix_socket: Option<String>,
     /// Retry schedule and classification.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -268,6 +274,7 @@ impl DeliveryConfig {
             .oauth2
             .as_ref()
             .is_some_and(|oauth2| oauth2.token_url.trim_start().starts_with("https://"));
+        let unix_socket = unix_socket(self.unix_socket.as_deref(), &uri)?;
         let tls = self
             .tls
             .validate(uri.scheme_str() == Some("https") || token_over_https)?;
@@ -285,6 +292,7 @@ impl DeliveryConfig {
                 content_type,
                 timeout: self.timeout,
                 http2_prior_knowledge: self.http2_prior_knowledge,
+                unix_socket,
                 tls,
                 auth,
             },
@@ -370,6 +378,43 @@ impl RetryConfig {
 }
 
 /// The endpoint URL: `http(s)://host…`, without credentials.
+/// `delivery.unix_socket`: an absolute path that fits a socket address, with an `http://`
+/// URL (TLS over a local socket is not offered: the socket's file permissions guard it).
+fn unix_socket(path: Option<&str>, uri: &Uri) -> Result<Option<PathBuf>, ConfigError> {
+    const KEY: &str = "delivery.unix_socket";
+    /// `sun_path` holds 108 bytes on Linux, the terminating NUL included.
+    const MAX_LEN: usize = 107;
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(invalid(
+            KEY,
+            "is empty; give the socket's absolute path or remove the key",
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(invalid(
+            KEY,
+            "must be an absolute path, e.g. /var/run/app/webhook.sock",
+        ));
+    }
+    if path.len() > MAX_LEN {
+        return Err(invalid(
+            KEY,
+            "is longer than a Unix socket address allows (107 bytes); use a shorter path",
+        ));
+    }
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid(
+            "delivery.url",
+            "must be http:// with delivery.unix_socket (no TLS over a local socket); the URL gives the path and the Host header",
+        ));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
 fn parse_url(url: &str) -> Result<Uri, ConfigError> {
     if url.trim().is_empty() {
         return Err(invalid(

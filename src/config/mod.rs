@@ -114,6 +114,7 @@ impl Config {
                 ordering: Ordering::default(),
                 max_in_flight: defaults::max_in_flight(),
                 http2_prior_knowledge: false,
+                unix_socket: None,
                 retry: RetryConfig::default(),
                 on_failure: FailurePolicy::default(),
                 dead_letter_topic: None,

@@ -3,6 +3,7 @@
 //! (and a future hot reload swaps one value).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderValue};
@@ -53,6 +54,8 @@ pub struct Endpoint {
     /// Limit of one attempt: request and response body.
     pub timeout: Duration,
     pub http2_prior_knowledge: bool,
+    /// `delivery.unix_socket`: connect here instead of to the URL's host.
+    pub unix_socket: Option<PathBuf>,
     /// Trust and client identity for `https://` (files read by `delivery::tls`).
     pub tls: TlsSettings,
     /// Rotating credentials (files read by `delivery::auth`).

@@ -143,7 +143,7 @@ impl OAuth2 {
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(AUTHORIZATION, self.basic.clone());
-        let response = pool.request(request).await.map_err(|error| {
+        let response = pool.network().request(request).await.map_err(|error| {
             format!(
                 "OAuth2 token request to {endpoint} failed: {}",
                 describe_error(error)

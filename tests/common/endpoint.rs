@@ -334,8 +334,10 @@ async fn handle(
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn serve_connection<S>(shared: Arc<Shared>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut down_rx = shared.down.subscribe();
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| handle(svc_shared.clone(), req));
@@ -374,6 +376,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: onesh
             drop(stream);
             continue;
         }
+        let _ = stream.set_nodelay(true);
         conns.spawn(serve_connection(shared.clone(), stream));
     }
     // Release the port, then abort every connection (hanging requests
@@ -412,6 +415,8 @@ pub struct Endpoint {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: Mutex<Option<Running>>,
+    /// The accept loop of [`Endpoint::serve_unix`], if started.
+    unix: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Endpoint {
@@ -444,6 +449,25 @@ impl Endpoint {
             addr,
             shared,
             server: Mutex::new(Some(server)),
+            unix: Mutex::new(None),
+        }
+    }
+
+    /// Also serve (the same handler and records) on a Unix domain socket bound at `path`,
+    /// until the endpoint is dropped.
+    pub fn serve_unix(&self, path: &std::path::Path) {
+        let listener = tokio::net::UnixListener::bind(path)
+            .unwrap_or_else(|error| panic!("endpoint: binding {}: {error}", path.display()));
+        let shared = self.shared.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                while conns.try_join_next().is_some() {}
+                conns.spawn(serve_connection(shared.clone(), stream));
+            }
+        });
+        if let Some(previous) = self.unix.lock().unwrap().replace(task) {
+            previous.abort();
         }
     }
 
@@ -744,6 +768,14 @@ impl Drop for Endpoint {
         if let Some(r) = handle {
             // Aborting drops the JoinSet, which aborts every connection task.
             r.task.abort();
+        }
+        if let Some(unix) = self
+            .unix
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            unix.abort();
         }
     }
 }
