@@ -65,6 +65,9 @@ enum Command {
         /// rises with concurrency); 0 = no limit.
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// Also serve on this Unix domain socket (created; removed first if it exists).
+        #[arg(long)]
+        unix: Option<std::path::PathBuf>,
     },
     CreateTopic {
         #[arg(long)]
@@ -88,6 +91,11 @@ enum Command {
         rate: u64,
         #[arg(long)]
         seconds: f64,
+        /// The producer's `linger.ms`: 0 sends every record in its own produce request (the
+        /// consumer's worst case); 5 is librdkafka's default and the Java client's since
+        /// Kafka 4.0.
+        #[arg(long, default_value_t = 0)]
+        linger_ms: u64,
     },
     WaitCommitted {
         #[arg(long)]
@@ -138,11 +146,17 @@ fn main() -> Result<()> {
             delay_ms,
             threads,
             workers,
+            unix,
         } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .enable_all()
             .build()?
-            .block_on(receiver(listen, Duration::from_millis(delay_ms), workers)),
+            .block_on(receiver(
+                listen,
+                unix,
+                Duration::from_millis(delay_ms),
+                workers,
+            )),
         Command::CreateTopic {
             bootstrap,
             topic,
@@ -153,7 +167,12 @@ fn main() -> Result<()> {
             records,
             rate,
             seconds,
-        } => produce(&records, (rate as f64 * seconds).round() as u64, Some(rate)),
+            linger_ms,
+        } => produce(
+            &records,
+            (rate as f64 * seconds).round() as u64,
+            Some((rate, linger_ms)),
+        ),
         Command::WaitCommitted {
             bootstrap,
             group,
@@ -350,11 +369,15 @@ impl Receiver {
     }
 }
 
-async fn receiver(listen: SocketAddr, delay: Duration, workers: usize) -> Result<()> {
+async fn receiver(
+    listen: SocketAddr,
+    unix: Option<std::path::PathBuf>,
+    delay: Duration,
+    workers: usize,
+) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .context("binding receiver")?;
-    println!("listening {}", listener.local_addr()?);
     let state = Arc::new(Receiver {
         delay,
         workers: (workers > 0).then(|| tokio::sync::Semaphore::new(workers)),
@@ -362,17 +385,35 @@ async fn receiver(listen: SocketAddr, delay: Duration, workers: usize) -> Result
         in_flight: AtomicU64::new(0),
         peak_in_flight: AtomicU64::new(0),
     });
+    if let Some(path) = unix {
+        let _ = std::fs::remove_file(&path);
+        let unix = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("binding {}", path.display()))?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = unix.accept().await {
+                serve(state.clone(), TokioIo::new(stream));
+            }
+        });
+    }
+    println!("listening {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(state.clone(), req));
-            let _ = ConnBuilder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        serve(state.clone(), TokioIo::new(stream));
     }
+}
+
+fn serve<S>(state: Arc<Receiver>, io: TokioIo<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = service_fn(move |req| handle(state.clone(), req));
+        let _ = ConnBuilder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await;
+    });
 }
 
 async fn handle(
@@ -467,8 +508,8 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     Ok(())
 }
 
-/// Sends `count` records; with `rate`, on an open-loop schedule of `rate` per second.
-fn produce(records: &RecordArgs, count: u64, rate: Option<u64>) -> Result<()> {
+/// Sends `count` records; with `rate` = (records/s, linger.ms), on an open-loop schedule.
+fn produce(records: &RecordArgs, count: u64, rate: Option<(u64, u64)>) -> Result<()> {
     let RecordArgs {
         bootstrap,
         topic,
@@ -476,10 +517,10 @@ fn produce(records: &RecordArgs, count: u64, rate: Option<u64>) -> Result<()> {
         keys,
         first_seq,
     } = records;
-    let linger = if rate.is_some() { "0" } else { "20" };
+    let linger = rate.map_or(20, |(_, linger_ms)| linger_ms).to_string();
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", linger)
+        .set("linger.ms", &linger)
         .set("batch.size", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "1000000")
@@ -490,7 +531,7 @@ fn produce(records: &RecordArgs, count: u64, rate: Option<u64>) -> Result<()> {
     let started = Instant::now();
     let mut value = vec![b'x'; (*size).max(21)];
     for i in 0..count {
-        if let Some(rate) = rate {
+        if let Some((rate, _)) = rate {
             let due = Duration::from_secs_f64(i as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);

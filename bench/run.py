@@ -168,8 +168,11 @@ class Bench:
         key = delay_ms if not workers else (delay_ms, workers)
         if key not in self.receivers:
             name = f"receiver-{delay_ms}ms" + (f"-{workers}w" if workers else "")
+            # It also listens on a Unix socket (delivery.unix_socket rows).
+            socket = os.path.join(self.workdir, f"{name}.sock")
             proc = Proc(name, [self.tool, "receiver", "--delay-ms", str(delay_ms),
-                               "--workers", str(workers)], self.workdir)
+                               "--workers", str(workers), "--unix", socket], self.workdir)
+            proc.socket = socket
             line = wait_for("the receiver's address", lambda: _first_line(proc.log_path),
                             30, proc=proc)
             proc.url = "http://" + line.split()[1] + "/"
@@ -283,8 +286,9 @@ output:
             f.write(config)
         return Proc(name, [self.args.benthos, "-c", path], self.workdir)
 
-    def kinds(self, url, cap):
-        """Every consumer under test: name -> (description, make(name, group, topic) -> Proc)."""
+    def kinds(self, url, cap, socket=None):
+        """Every consumer under test: name -> (description, make(name, group, topic) -> Proc).
+        With `socket`, also ours over the receiver's Unix socket (`delivery.unix_socket`)."""
         p = self.args.partitions
         kinds = {
             "ours-partition": (f"ours, partition mode ({p} in flight)",
@@ -329,6 +333,14 @@ output:
             # load during the run does not favour whichever ran first.
             kinds = {name: kinds[name] for mode in ("partition", "key", "none")
                      for name in (f"ours-{mode}", f"base-{mode}")}
+        if socket:
+            over = {"unix_socket": socket}
+            kinds["ours-partition-unix"] = (
+                f"ours, partition mode ({p} in flight), over a Unix socket",
+                lambda n, g, t: self.ours(n, g, t, url, "partition", 1, delivery=over))
+            kinds["ours-none-unix"] = (
+                f"ours, none mode ({cap}/partition, {cap * p} in flight), over a Unix socket",
+                lambda n, g, t: self.ours(n, g, t, url, "none", cap, delivery=over))
         if self.args.sarama:
             kinds["sarama-baseline"] = (
                 f"Sarama baseline (blocking POST per partition, {p} in flight)",
@@ -685,7 +697,7 @@ output:
         self.results["backlog_produce"] = self.produce(topic, a.records)
         log("ceilings")
         self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
-        kinds = self.kinds(fast.url, cap)
+        kinds = self.kinds(fast.url, cap, fast.socket)
         kinds = {k: v for k, v in kinds.items()
                  if k.startswith(("ours-partition", "ours-key", "ours-none", "base-", "sarama"))
                  and k not in ("ours-key-structured", "ours-key-signed")
@@ -746,7 +758,7 @@ output:
         log("ceilings")
         self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
 
-        kinds = self.kinds(fast.url, cap)
+        kinds = self.kinds(fast.url, cap, fast.socket)
         self.results["fast"] = self.fast_drains(kinds, topic, fast)
         if not a.no_batch:
             self.results["batch"] = self.batch_fast(fast.url)
@@ -906,6 +918,16 @@ def cost_targets(r, args):
                          f"{concurrency}: {wrk} s/100k)",
                          f"{v['cpu_s_per_100k']} s/100k = {ratio:.2f}× (machine busy "
                          f"{v['machine_cpu_busy_pct']}%)", ratio <= 1.5))
+    # Over a Unix socket (delivery.unix_socket): not the target's like-for-like (wrk speaks
+    # TCP), reported next to the TCP row of the same run.
+    for mode in ("ours-none", "ours-partition"):
+        unix, tcp = fast.get(f"{mode}-unix"), fast.get(mode)
+        if unix and tcp:
+            rows.append((f"{mode} over a Unix socket against TCP (reported)",
+                         f"CPU {unix['cpu_s_per_100k']} vs {tcp['cpu_s_per_100k']} s/100k, "
+                         f"receiver {unix['receiver_cpu_s_per_100k']} vs "
+                         f"{tcp['receiver_cpu_s_per_100k']}, committed/s "
+                         f"{unix['committed_per_s']} vs {tcp['committed_per_s']}", True))
     sarama = fast.get("sarama-baseline")
     if "ours-partition" in fast and sarama:
         ratio = fast["ours-partition"]["committed_per_s"] / sarama["committed_per_s"]
