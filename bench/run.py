@@ -583,6 +583,42 @@ output:
             log(f"latency {name}: {out[name]}")
         return out
 
+    def kcat_at_rate(self, rate=None):
+        """The floor under any librdkafka consumer at an open-loop rate: kcat reading a new
+        topic (no HTTP, no commits; it writes each record's offset, unbuffered, to a file)
+        while records arrive at `rate`; its CPU per record over the measured phase, after the
+        same 3 s warm-up as ours."""
+        rate = rate or self.args.latency_rate
+        topic = f"bench-kcat-rate-{uuid.uuid4().hex[:6]}"
+        self.create_topic(topic)
+        warm, n = rate * 3, int(rate * self.args.latency_seconds)
+        path = os.path.join(self.workdir, f"kcat-rate-{rate}.out")
+
+        def consumed():
+            with open(path, "rb") as f:
+                return f.read().count(b"\n")
+
+        with open(path, "wb") as out_file:
+            kcat = subprocess.Popen(["kcat", "-C", "-b", self.bootstrap, "-t", topic, "-o",
+                                     "beginning", "-f", "%o\n", "-q", "-u"],
+                                    stdout=out_file)
+        try:
+            self.produce_rate(topic, 3, first_seq=0, rate=rate)
+            wait_for("kcat's warm-up records", lambda: consumed() >= warm, 120)
+            cpu_before = cpu_seconds(kcat.pid)
+            switches_before = context_switches(kcat.pid)
+            self.produce_rate(topic, self.args.latency_seconds, first_seq=warm, rate=rate)
+            wait_for("kcat's measured records", lambda: consumed() >= warm + n, 120)
+            cpu = cpu_seconds(kcat.pid) - cpu_before
+            switches = context_switches(kcat.pid) - switches_before
+        finally:
+            kcat.terminate()
+            kcat.wait(timeout=30)
+        out = {"rate": rate, "cpu_s_per_100k": round(cpu / n * 1e5, 2),
+               "context_switches_per_record": round(switches / n, 2)}
+        log(f"kcat at {rate}/s: {out}")
+        return out
+
     def idle_rss(self, kinds):
         receiver = self.receivers[0]
         topic = f"bench-idle-{uuid.uuid4().hex[:6]}"
@@ -725,6 +761,7 @@ output:
             log(f"latency at {a.latency_rate}/s")
             self.results["latency"] = self.latency(
                 {k: kinds[k] for k in (*ours, "sarama-baseline") if k in kinds})
+            self.results["kcat_at_rate"] = self.kcat_at_rate()
         if a.low_rate and "low" in parts:
             log(f"latency at {a.low_rate}/s")
             self.results["latency_low"] = self.latency(
@@ -946,6 +983,11 @@ def cost_targets(r, args):
                              v["cpu_s_per_100k"] <= 5 and v["p99"] <= 10))
             else:
                 rows.append((f"{mode} at {v['rate']}/s (reported)", figure, True))
+        floor = r.get("kcat_at_rate") if key == "latency" else None
+        if floor:
+            rows.append((f"kcat consuming alone at {floor['rate']}/s (reported: the librdkafka "
+                         "floor, no HTTP)", f"{floor['cpu_s_per_100k']} CPU s/100k, "
+                         f"{floor['context_switches_per_record']} context switches/record", True))
     for mode in ("ours-partition", "ours-key"):
         v = r.get("idle", {}).get(mode)
         if v and "cpu_pct_of_core" in v:
