@@ -92,10 +92,10 @@ impl<T> Scheduler<T> {
         mut accept: impl FnMut(&T) -> bool,
     ) -> (Vec<T>, Vec<Bytes>) {
         let mut items = Vec::new();
-        let mut keys: HashSet<Bytes> = HashSet::new();
         if self.in_flight >= self.cap || max_records == 0 {
             return (items, Vec::new());
         }
+        let mut keys = Vec::new();
         if self.ordering != Ordering::Key {
             while items.len() < max_records {
                 match self.waiting.front() {
@@ -107,8 +107,11 @@ impl<T> Scheduler<T> {
                 }
             }
         } else {
+            // The scan borrows the keys; only the batch's distinct keys are copied (reference
+            // counts), once, after it.
+            let mut taken_keys: HashSet<&Bytes> = HashSet::new();
             // Keys of records left waiting: a later record of such a key must wait too.
-            let mut skipped: HashSet<Bytes> = HashSet::new();
+            let mut skipped: HashSet<&Bytes> = HashSet::new();
             let mut taken = vec![false; self.waiting.len()];
             let mut count = 0;
             for (index, (key, item)) in self.waiting.iter().enumerate() {
@@ -117,7 +120,7 @@ impl<T> Scheduler<T> {
                 }
                 if let Some(key) = key {
                     if self.in_flight_keys.contains(key) || skipped.contains(key) {
-                        skipped.insert(key.clone());
+                        skipped.insert(key);
                         continue;
                     }
                 }
@@ -127,9 +130,10 @@ impl<T> Scheduler<T> {
                 taken[index] = true;
                 count += 1;
                 if let Some(key) = key {
-                    keys.insert(key.clone());
+                    taken_keys.insert(key);
                 }
             }
+            keys = taken_keys.into_iter().cloned().collect();
             if count > 0 {
                 let waiting = std::mem::take(&mut self.waiting);
                 for ((key, item), taken) in waiting.into_iter().zip(taken) {
@@ -139,15 +143,13 @@ impl<T> Scheduler<T> {
                         self.waiting.push_back((key, item));
                     }
                 }
-                for key in &keys {
-                    self.in_flight_keys.insert(key.clone());
-                }
+                self.in_flight_keys.extend(keys.iter().cloned());
             }
         }
         if !items.is_empty() {
             self.in_flight += 1;
         }
-        (items, keys.into_iter().collect())
+        (items, keys)
     }
 
     /// A batch released by `take_batch` is finished (every entry settled or abandoned).
