@@ -19,6 +19,8 @@
 //! value. The record's value is embedded verbatim as `value` when its bytes are one valid JSON
 //! document, otherwise it is `value_base64`; a tombstone has neither, and `"tombstone":true`.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 
 use super::base64::push_base64;
@@ -38,6 +40,58 @@ pub struct BatchEncoder {
     cloudevents: CloudEventsSettings,
     /// What a plain record's data is declared as in a CloudEvent (`delivery.content_type`).
     default_type: String,
+    /// Shared by every clone (every partition worker).
+    spare: Arc<SpareBodies>,
+}
+
+/// Body buffers given back when a sent body's last reference drops (on whichever thread),
+/// taken again for the next batch: a body is up to `max_bytes` and lives for one request,
+/// and a fresh buffer for each costs page faults and leaves the allocator holding freed
+/// memory for a while (RSS).
+#[derive(Debug, Default)]
+struct SpareBodies(Mutex<Vec<Vec<u8>>>);
+
+impl SpareBodies {
+    /// At most this many buffers wait here (a few MiB after a burst).
+    const KEPT: usize = 8;
+
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let spare = self.0.lock().ok().and_then(|mut spare| spare.pop());
+        match spare {
+            Some(mut buffer) => {
+                buffer.clear();
+                buffer.reserve(capacity);
+                buffer
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        if let Ok(mut spare) = self.0.lock() {
+            if spare.len() < Self::KEPT {
+                spare.push(buffer);
+            }
+        }
+    }
+}
+
+/// A finished body: its buffer goes back to the spares when the last `Bytes` drops.
+struct PooledBody {
+    buffer: Vec<u8>,
+    spare: Arc<SpareBodies>,
+}
+
+impl AsRef<[u8]> for PooledBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        self.spare.give(std::mem::take(&mut self.buffer));
+    }
 }
 
 /// A body being filled up to a byte limit; the first entry always fits.
@@ -47,6 +101,7 @@ pub struct BatchBuilder {
     out: Vec<u8>,
     entries: usize,
     max_bytes: usize,
+    spare: Arc<SpareBodies>,
 }
 
 /// About how long the body of `records` records holding `raw_bytes` of keys, values and
@@ -62,6 +117,7 @@ impl BatchEncoder {
             body,
             cloudevents,
             default_type,
+            spare: Arc::default(),
         }
     }
 
@@ -79,9 +135,10 @@ impl BatchEncoder {
     pub fn builder(&self, max_bytes: usize, expected: usize) -> BatchBuilder {
         BatchBuilder {
             body: self.body,
-            out: Vec::with_capacity(expected.min(max_bytes)),
+            out: self.spare.take(expected.min(max_bytes)),
             entries: 0,
             max_bytes,
+            spare: Arc::clone(&self.spare),
         }
     }
 
@@ -174,11 +231,14 @@ impl BatchBuilder {
             }
             self.out.push(b']');
         }
-        // The body lives as long as its batch: do not hold the doubling's spare capacity.
-        if self.out.capacity() - self.out.len() > self.out.len() / 8 {
-            self.out.shrink_to_fit();
+        // A buffer grown for a lone record larger than max_bytes is not kept.
+        if self.out.capacity() > 2 * self.max_bytes {
+            return Bytes::from(self.out);
         }
-        Bytes::from(self.out)
+        Bytes::from_owner(PooledBody {
+            buffer: self.out,
+            spare: self.spare,
+        })
     }
 }
 
@@ -352,6 +412,37 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[1]["offset"], json!(42));
+    }
+
+    #[test]
+    fn a_sent_body_buffer_is_reused_once_its_last_reference_drops() {
+        let encoder = encoder(BatchBody::JsonArray);
+        let record = Record::example();
+        let mut builder = encoder.builder(1 << 20, 4096);
+        assert!(builder.try_add(&encoder, &record));
+        let body = builder.finish();
+        let address = body.as_ptr();
+        let in_flight = body.clone();
+        drop(body);
+        // Still referenced (a request in flight): the next body gets another buffer.
+        let other = encoder.builder(1 << 20, 4096);
+        assert_ne!(other.out.as_ptr(), address);
+        drop(in_flight);
+        let reused = encoder.builder(1 << 20, 4096);
+        assert_eq!(reused.out.as_ptr(), address);
+        assert!(reused.out.is_empty());
+
+        // A buffer grown past twice max_bytes by a lone large record is not kept.
+        let large = Record {
+            value: Some(Bytes::from(vec![b'x'; 10_000])),
+            ..Record::example()
+        };
+        let mut builder = encoder.builder(1024, 0);
+        assert!(builder.try_add(&encoder, &large));
+        let body = builder.finish();
+        let address = body.as_ptr();
+        drop(body);
+        assert_ne!(encoder.builder(1024, 0).out.as_ptr(), address);
     }
 
     #[test]
