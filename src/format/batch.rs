@@ -232,7 +232,7 @@ impl BatchBuilder {
             self.out.push(b']');
         }
         // A buffer grown for a lone record larger than max_bytes is not kept.
-        if self.out.capacity() > 2 * self.max_bytes {
+        if self.out.capacity() > self.max_bytes.saturating_mul(2) {
             return Bytes::from(self.out);
         }
         Bytes::from_owner(PooledBody {
