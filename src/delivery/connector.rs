@@ -109,12 +109,15 @@ impl tower_service::Service<Uri> for UnixConnector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let (path, timeout) = (Arc::clone(&self.path), self.timeout);
         Box::pin(async move {
-            let stream = tokio::time::timeout(timeout, UnixStream::connect(&*path))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-            Ok(UnixIo(TokioIo::new(stream)))
+            // The error names the socket: "no such file" alone would not say which file.
+            let failed = |kind, reason: &dyn std::fmt::Display| {
+                std::io::Error::new(kind, format!("unix socket {}: {reason}", path.display()))
+            };
+            match tokio::time::timeout(timeout, UnixStream::connect(&*path)).await {
+                Ok(Ok(stream)) => Ok(UnixIo(TokioIo::new(stream))),
+                Ok(Err(error)) => Err(failed(error.kind(), &error)),
+                Err(_) => Err(failed(std::io::ErrorKind::TimedOut, &"connect timed out")),
+            }
         })
     }
 }
@@ -212,6 +215,24 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             self.1.as_deref().map(|cause| cause as _)
         }
+    }
+
+    #[tokio::test]
+    async fn a_missing_unix_socket_is_named_in_the_error() {
+        use tower_service::Service;
+        let path = std::env::temp_dir().join("kws-no-such-dir/app.sock");
+        let mut connector = UnixConnector {
+            path: Arc::from(path.as_path()),
+            timeout: Duration::from_secs(5),
+        };
+        let Err(error) = connector.call(Uri::from_static("http://app/")).await else {
+            panic!("connected to a socket that does not exist");
+        };
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            error.to_string().contains(&*path.to_string_lossy()),
+            "{error}"
+        );
     }
 
     #[test]
