@@ -155,11 +155,15 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 }
             }
 
+            // A revocation may have begun since the select below last looked (it may have
+            // taken a finished delivery first): start nothing new for a partition being given
+            // up — the new owner delivers it.
+            let stopping = draining || self.drain.stop.is_cancelled();
             // After a freeze, start nothing until librdkafka had a chance to report a lost
             // assignment (a zombie must not deliver what the new owner delivers).
-            let fenced = !draining && scheduler.waiting() > 0 && !self.health.may_dispatch();
+            let fenced = !stopping && scheduler.waiting() > 0 && !self.health.may_dispatch();
             let mut batch_due: Option<Instant> = None;
-            if !draining && !fenced {
+            if !stopping && !fenced {
                 match self.settings.batch {
                     None => {
                         while let Some((key, record)) = scheduler.next_ready() {
@@ -503,6 +507,32 @@ mod tests {
             assert!(
                 stored.windows(2).all(|pair| pair[0] < pair[1]),
                 "{stored:?}"
+            );
+        }
+    }
+
+    /// Once the partition is being given up (revoked or lost), nothing new starts, even when
+    /// the worker has not yet taken the drain branch of its select (it may take a finished
+    /// delivery first; the zombie fault test caught a record sent that way while the rebalance
+    /// callback, which lifts the freeze fence, ran).
+    #[tokio::test]
+    async fn nothing_new_starts_once_the_drain_has_begun() {
+        for ordering in [Ordering::Partition, Ordering::Key, Ordering::None] {
+            let (worker, stored) = worker(5, Scripted::new(vec![fakes::status(200)]), ordering);
+            worker.drain.stop.cancel();
+            let deliverer = worker.deliverer.clone();
+            let exit = tokio::time::timeout(Duration::from_secs(10), worker.run())
+                .await
+                .expect("the worker ends");
+            assert!(deliverer.transport.sent().is_empty(), "{ordering:?}");
+            // Nothing acknowledged: the commit may only say "from offset 0".
+            assert!(
+                exit.committable.is_none_or(|offset| offset == 0),
+                "{ordering:?}: {exit:?}"
+            );
+            assert!(
+                stored.lock().unwrap().iter().all(|offset| *offset == 0),
+                "{ordering:?}"
             );
         }
     }
