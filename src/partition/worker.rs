@@ -126,6 +126,22 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
+            // The drain begins here, before anything is polled or started, whatever woke the
+            // loop: the select below may take a finished delivery before it sees the token
+            // (the zombie fault test caught a partition being revoked that started its next
+            // record that way, while the rebalance callback lifted the freeze fence).
+            if !draining && self.drain.stop.is_cancelled() {
+                draining = true;
+                let unsent = scheduler.clear_waiting();
+                bytes.held -= unsent.iter().map(Record::size_bytes).sum::<usize>();
+                bytes.waiting = 0;
+                debug!(
+                    unsent = unsent.len(),
+                    in_flight = deliveries.len(),
+                    "Draining partition"
+                );
+            }
+
             // Take what the partition queue holds, up to the buffer bounds.
             let mut queue_empty = false;
             let now = Instant::now();
@@ -155,15 +171,11 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 }
             }
 
-            // A revocation may have begun since the select below last looked (it may have
-            // taken a finished delivery first): start nothing new for a partition being given
-            // up — the new owner delivers it.
-            let stopping = draining || self.drain.stop.is_cancelled();
             // After a freeze, start nothing until librdkafka had a chance to report a lost
             // assignment (a zombie must not deliver what the new owner delivers).
-            let fenced = !stopping && scheduler.waiting() > 0 && !self.health.may_dispatch();
+            let fenced = !draining && scheduler.waiting() > 0 && !self.health.may_dispatch();
             let mut batch_due: Option<Instant> = None;
-            if !stopping && !fenced {
+            if !draining && !fenced {
                 match self.settings.batch {
                     None => {
                         while let Some((key, record)) = scheduler.next_ready() {
@@ -210,13 +222,8 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
 
             let room = !draining && self.has_room(&scheduler, bytes.held);
             tokio::select! {
-                _ = self.drain.stop.cancelled(), if !draining => {
-                    draining = true;
-                    let unsent = scheduler.clear_waiting();
-                    bytes.held -= unsent.iter().map(Record::size_bytes).sum::<usize>();
-                    bytes.waiting = 0;
-                    debug!(unsent = unsent.len(), in_flight = deliveries.len(), "Draining partition");
-                }
+                // Only a wake-up: the drain begins at the top of the loop.
+                _ = self.drain.stop.cancelled(), if !draining => {}
                 Some(joined) = deliveries.join_next() => {
                     match joined {
                         Ok(done) => {
@@ -238,7 +245,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                             // unhealthy so the pod restarts and redelivers from the commit.
                             error!(error = %join_error, "Delivery task failed; stopping the partition");
                             self.health.set_failed();
-                            draining = true;
+                            // The drain begins at the top of the loop.
                             self.drain.stop.cancel();
                         }
                     }
