@@ -12,6 +12,10 @@
 //! - `produce-rate`: an open-loop producer at a fixed rate (sends on schedule, never waits
 //!   for acknowledgements).
 //! - `wait-committed`: polls a group's committed offsets until they reach a target sum.
+//! - `client-load`: the sidecar's HTTP path without Kafka (its request building and its
+//!   pooled hyper client, `HttpClient`) POSTing records to an endpoint, at full speed with a
+//!   fixed number of requests in flight or paced at a rate; prints the CPU this process spent
+//!   per request. The floor under the sidecar's own per-record cost, next to kcat's for Kafka.
 //! - `format-cost`: CPU time of building one record's request per `delivery.format` and with
 //!   signing, in this process on one thread (the sidecar's `RequestTemplate`, no network).
 
@@ -110,6 +114,32 @@ enum Command {
         #[arg(long, default_value_t = 600.0)]
         timeout_s: f64,
     },
+    /// Prints one JSON line: requests served, requests/s, CPU s per 100k requests, context
+    /// switches per request.
+    ClientLoad {
+        /// The endpoint (http://, or the URL's path and Host with --unix).
+        #[arg(long)]
+        url: String,
+        /// Deliver over this Unix domain socket (`delivery.unix_socket`).
+        #[arg(long)]
+        unix: Option<std::path::PathBuf>,
+        /// Loops, each one request at a time (like the sidecar's partitions or deliveries).
+        #[arg(long, default_value_t = 96)]
+        concurrency: u64,
+        /// Requests per second over all loops, each loop sending on its own schedule; none =
+        /// as fast as answers come.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long)]
+        seconds: f64,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// hyper-util's pooled client alone (default settings, a fixed body and no headers of
+        /// the sidecar's): the floor of the HTTP stack itself.
+        #[arg(long)]
+        bare: bool,
+    },
     /// Prints one JSON line: microseconds per record to prepare and sign a request, per format.
     FormatCost {
         /// Records per measured variant.
@@ -180,8 +210,185 @@ fn main() -> Result<()> {
             target,
             timeout_s,
         } => wait_committed(&bootstrap, &group, &topic, target, timeout_s),
+        Command::ClientLoad {
+            url,
+            unix,
+            concurrency,
+            rate,
+            seconds,
+            size,
+            bare,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(client_load(
+                url,
+                unix,
+                concurrency,
+                rate,
+                Duration::from_secs_f64(seconds),
+                size,
+                bare,
+            )),
         Command::FormatCost { count, size } => format_cost(count, size),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client load
+
+/// `concurrency` loops, each building a record's request as the sidecar does and sending it
+/// through the sidecar's `HttpClient`, one at a time, until `duration` passed; with `rate`,
+/// loop `i` sends every `concurrency / rate` seconds (skipping a missed slot, never bursting).
+/// Runs on the sidecar's runtime shape (tokio's default worker count).
+async fn client_load(
+    url: String,
+    unix: Option<std::path::PathBuf>,
+    concurrency: u64,
+    rate: Option<u64>,
+    duration: Duration,
+    size: usize,
+    bare: bool,
+) -> Result<()> {
+    use kafka_webhook_sidecar::config::Config;
+    use kafka_webhook_sidecar::delivery::{AttemptOutcome, HttpClient, Transport};
+    use kafka_webhook_sidecar::format::RequestTemplate;
+    use kafka_webhook_sidecar::ops::metrics::Metrics;
+    use kafka_webhook_sidecar::record::Record;
+
+    let mut config = Config::new("127.0.0.1:9092", "g", &["bench"], &url);
+    config.delivery.unix_socket = unix.map(|path| path.to_string_lossy().into_owned());
+    let settings = config.settings().context("bench config")?;
+    let template = Arc::new(RequestTemplate::new(&settings.delivery));
+    let client = Arc::new(HttpClient::new(
+        &settings.delivery.endpoint,
+        Metrics::new(),
+    )?);
+    let timeout = settings.delivery.endpoint.timeout;
+    let hyper = (bare && settings.delivery.endpoint.unix_socket.is_none()).then(|| {
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new())
+    });
+    let uri: http::Uri = url.parse()?;
+    let body = Bytes::from(vec![b'x'; size]);
+    let served = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let before = (process_cpu_seconds(), process_context_switches());
+    let started = tokio::time::Instant::now();
+    let end = started + duration;
+    let period = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate.max(1) as f64));
+    let mut loops = tokio::task::JoinSet::new();
+    for task in 0..concurrency {
+        let (template, client) = (template.clone(), client.clone());
+        let (served, failed) = (served.clone(), failed.clone());
+        let (hyper, uri, body) = (hyper.clone(), uri.clone(), body.clone());
+        loops.spawn(async move {
+            // Paced loops start spread over one period, as partitions' records would arrive.
+            let mut ticks = period.map(|period| {
+                let first = started + period.mul_f64(task as f64 / concurrency as f64);
+                let mut ticks = tokio::time::interval_at(first, period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                ticks
+            });
+            let mut seq = task;
+            while tokio::time::Instant::now() < end {
+                if let Some(ticks) = ticks.as_mut() {
+                    ticks.tick().await;
+                }
+                if let Some(hyper) = &hyper {
+                    let request = Request::post(uri.clone()).body(Full::new(body.clone()));
+                    let answered = match request {
+                        Ok(request) => match hyper.request(request).await {
+                            Ok(response) => {
+                                let ok = response.status().is_success();
+                                ok && response.into_body().collect().await.is_ok()
+                            }
+                            Err(_) => false,
+                        },
+                        Err(_) => false,
+                    };
+                    let counter = if answered { &served } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let mut value = format!("{seq} ").into_bytes();
+                value.resize(size.max(value.len()), b'x');
+                let record = Record {
+                    topic: Arc::from("bench"),
+                    partition: (task % 12) as i32,
+                    offset: seq as i64,
+                    timestamp_ms: Some(unix_micros() as i64 / 1000),
+                    key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
+                    value: Some(Bytes::from(value)),
+                    headers: Vec::new(),
+                    received_at: Instant::now(),
+                };
+                let request = template.into_request(template.prepare(&record), SystemTime::now());
+                match client.send(request, timeout).await {
+                    AttemptOutcome::Status { status, .. } if (200..300).contains(&status) => {
+                        served.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                seq += concurrency;
+            }
+        });
+    }
+    while loops.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu, switches) = (
+        process_cpu_seconds() - before.0,
+        process_context_switches() - before.1,
+    );
+    let served = served.load(Ordering::Relaxed);
+    let per = |x: f64| x / served.max(1) as f64;
+    println!(
+        "{}",
+        json!({
+            "requests": served,
+            "failed": failed.load(Ordering::Relaxed),
+            "per_s": (served as f64 / elapsed).round(),
+            "cpu_s_per_100k": (per(cpu) * 1e5 * 100.0).round() / 100.0,
+            "context_switches_per_request": (per(switches as f64) * 100.0).round() / 100.0,
+        })
+    );
+    Ok(())
+}
+
+/// This process's user + system CPU seconds so far (`/proc/self/stat`, in clock ticks of
+/// 1/100 s, Linux's `USER_HZ` on every architecture the bench runs on).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Voluntary + involuntary context switches of every thread of this process so far.
+fn process_context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches"))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 // ---------------------------------------------------------------------------------------

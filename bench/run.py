@@ -583,6 +583,29 @@ output:
             log(f"latency {name}: {out[name]}")
         return out
 
+    def http_floors(self, receiver):
+        """What the HTTP side costs without Kafka, against the same receiver: hyper-util's
+        pooled client alone (`--bare`) and the sidecar's own request building + `HttpClient`,
+        at full speed with as many requests in flight as the key/none drains (wrk's -c), and
+        paced over one loop per partition at --latency-rate and --low-rate."""
+        a = self.args
+        loads = {"full": ["--concurrency", a.partitions * a.cap, "--seconds", a.wrk_seconds],
+                 "rate": ["--concurrency", a.partitions, "--rate", a.latency_rate,
+                          "--seconds", a.latency_seconds]}
+        if a.low_rate:
+            loads["low"] = ["--concurrency", a.partitions, "--rate", a.low_rate,
+                            "--seconds", a.latency_seconds]
+        out = {}
+        for load, argv in loads.items():
+            for client in ("bare", "sidecar"):
+                self.reset(receiver)
+                extra = ["--bare"] if client == "bare" else []
+                result = self.run_tool("client-load", "--url", receiver.url, "--size",
+                                       a.record_size, *argv, *extra)
+                out[f"{client}_{load}"] = result
+                log(f"client-load {client} {load}: {result}")
+        return out
+
     def kcat_at_rate(self, rate=None):
         """The floor under any librdkafka consumer at an open-loop rate: kcat reading a new
         topic (no HTTP, no commits; it writes each record's offset, unbuffered, to a file)
@@ -733,6 +756,8 @@ output:
         self.results["backlog_produce"] = self.produce(topic, a.records)
         log("ceilings")
         self.results["ceilings"] = self.ceilings(topic, a.records, fast, sorted({p, p * cap}))
+        log("the HTTP stack alone (client-load)")
+        self.results["http_floors"] = self.http_floors(fast)
         kinds = self.kinds(fast.url, cap, fast.socket)
         kinds = {k: v for k, v in kinds.items()
                  if k.startswith(("ours-partition", "ours-key", "ours-none", "base-", "sarama"))
@@ -846,6 +871,17 @@ def format_costs(fast):
     return rows
 
 
+def cpu_bound(v, cpus):
+    """The rate at which a drain's processes would use every core of the machine (ours, the
+    broker and the receiver share it), and the broker's + receiver's CPU s/100k; None when a
+    figure is missing."""
+    parts = (v.get("cpu_s_per_100k"), v.get("broker_cpu_s_per_100k"),
+             v.get("receiver_cpu_s_per_100k"))
+    if any(p is None for p in parts) or sum(parts) <= 0:
+        return None
+    return cpus * 1e5 / sum(parts), parts[1] + parts[2]
+
+
 def batch_targets(r, args):
     """Each target of issue 13 (batching) with the figure measured in this run."""
     batch = r.get("batch")
@@ -875,6 +911,22 @@ def batch_targets(r, args):
                          f"{delivered / peer['delivered_per_s']:.2f}×)", ratio >= 2))
         rows.append((f"{name}: peak RSS ≤ 128 MiB", f"{v['peak_rss_mib']} MiB",
                      v["peak_rss_mib"] <= 128))
+        bound = cpu_bound(v, r["machine"]["cpus"])
+        if bound:
+            ceiling, others = bound
+            # What our own CPU per record would have to be for the rate targets, the broker's
+            # and the receiver's cost per record staying as measured in this row.
+            need = {"0.8× kcat": 0.8 * kcat}
+            if "delivered_per_s" in peer:
+                need["2× Benthos"] = 2 * peer["delivered_per_s"]
+            needs = ", ".join(
+                f"{label} needs ours ≤ {r['machine']['cpus'] * 1e5 / want - others:.2f}"
+                for label, want in need.items())
+            rows.append((f"{name}: the machine's CPU-bound rate (reported: {r['machine']['cpus']}"
+                         " cores ÷ the CPU per record of ours + broker + receiver)",
+                         f"{ceiling:.0f}/s, delivered {delivered / ceiling:.0%} of it; ours "
+                         f"{v['cpu_s_per_100k']} s/100k, broker + receiver {others:.2f}; "
+                         f"{needs} (kcat alone {batch.get('kcat_cpu_s_per_100k')})", True))
     for name, v in batch.get("latency", {}).items():
         if "p99" in v:
             rows.append((f"{name}: added latency p99 ≤ 15 ms at {args.latency_rate}/s "
@@ -955,6 +1007,14 @@ def cost_targets(r, args):
                          f"{concurrency}: {wrk} s/100k)",
                          f"{v['cpu_s_per_100k']} s/100k = {ratio:.2f}× (machine busy "
                          f"{v['machine_cpu_busy_pct']}%)", ratio <= 1.5))
+    floors = r.get("http_floors", {})
+    for client, label in (("bare", "hyper-util's client alone"),
+                          ("sidecar", "the sidecar's request building + HttpClient")):
+        v = floors.get(f"{client}_full")
+        if v and wrk:
+            rows.append((f"{label}, no Kafka, {concurrency} in flight (reported: the HTTP "
+                         "floor)", f"{v['cpu_s_per_100k']} s/100k requests = "
+                         f"{v['cpu_s_per_100k'] / wrk:.2f}× wrk", True))
     # Over a Unix socket (delivery.unix_socket): not the target's like-for-like (wrk speaks
     # TCP), reported next to the TCP row of the same run.
     for mode in ("ours-none", "ours-partition"):
@@ -971,6 +1031,15 @@ def cost_targets(r, args):
         delivered = fast["ours-partition"]["delivered_per_s"] / sarama["delivered_per_s"]
         rows.append(("ours-partition: ≥ 1.5× the Sarama baseline",
                      f"committed/s {ratio:.2f}× (delivered/s {delivered:.2f}×)", ratio >= 1.5))
+        ours_bound = cpu_bound(fast["ours-partition"], r["machine"]["cpus"])
+        sarama_bound = cpu_bound(sarama, r["machine"]["cpus"])
+        if ours_bound and sarama_bound:
+            rows.append(("ours-partition and Sarama, CPU-bound rates (reported: cores ÷ CPU per "
+                         "record of the consumer + broker + receiver)",
+                         f"{ours_bound[0]:.0f}/s vs {sarama_bound[0]:.0f}/s = "
+                         f"{ours_bound[0] / sarama_bound[0]:.2f}×; delivered "
+                         f"{fast['ours-partition']['delivered_per_s'] / ours_bound[0]:.0%} and "
+                         f"{sarama['delivered_per_s'] / sarama_bound[0]:.0%} of them", True))
     for key, limit in (("latency", True), ("latency_low", False)):
         for mode in ("ours-partition", "ours-key"):
             v = r.get(key, {}).get(mode)
@@ -988,6 +1057,13 @@ def cost_targets(r, args):
             rows.append((f"kcat consuming alone at {floor['rate']}/s (reported: the librdkafka "
                          "floor, no HTTP)", f"{floor['cpu_s_per_100k']} CPU s/100k, "
                          f"{floor['context_switches_per_record']} context switches/record", True))
+        http = floors.get("bare_rate" if key == "latency" else "bare_low")
+        if http:
+            total = (f"; with kcat's: {floor['cpu_s_per_100k'] + http['cpu_s_per_100k']:.1f}"
+                     if floor else "")
+            rows.append((f"hyper-util's client alone at the same rate, {args.partitions} paced "
+                         "loops (reported: the HTTP floor, no Kafka)",
+                         f"{http['cpu_s_per_100k']} CPU s/100k requests{total}", True))
     for mode in ("ours-partition", "ours-key"):
         v = r.get("idle", {}).get(mode)
         if v and "cpu_pct_of_core" in v:
@@ -1014,6 +1090,19 @@ def markdown(r, args):
     lines.append("|---|---:|")
     for key, value in ceil.items():
         lines.append(f"| {key} | {value} |")
+    if r.get("http_floors"):
+        lines.append("")
+        lines.append("| the HTTP side alone, no Kafka (`kws-bench client-load`) | requests/s "
+                     "| CPU s/100k requests | context switches/request |")
+        lines.append("|---|---:|---:|---:|")
+        names = {"bare": "hyper-util client alone", "sidecar": "sidecar request + HttpClient"}
+        loads = {"full": f"full speed, {args.partitions * args.cap} in flight",
+                 "rate": f"{args.latency_rate}/s over {args.partitions} loops",
+                 "low": f"{args.low_rate}/s over {args.partitions} loops"}
+        for key, v in r["http_floors"].items():
+            client, load = key.split("_", 1)
+            lines.append(f"| {names[client]}, {loads[load]} | {v['per_s']:.0f} | "
+                         f"{v['cpu_s_per_100k']} | {v['context_switches_per_request']} |")
     lines.append("")
     lines.append("| fast endpoint | committed/s | delivered/s | CPU s/100k | broker CPU s/100k "
                  "| receiver CPU s/100k | machine CPU busy | peak RSS MiB | duplicates |")
