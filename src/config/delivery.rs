@@ -377,7 +377,6 @@ impl RetryConfig {
     }
 }
 
-/// The endpoint URL: `http(s)://host…`, without credentials.
 /// `delivery.unix_socket`: an absolute path that fits a socket address, with an `http://`
 /// URL (TLS over a local socket is not offered: the socket's file permissions guard it).
 fn unix_socket(path: Option<&str>, uri: &Uri) -> Result<Option<PathBuf>, ConfigError> {
@@ -415,6 +414,7 @@ fn unix_socket(path: Option<&str>, uri: &Uri) -> Result<Option<PathBuf>, ConfigE
     Ok(Some(PathBuf::from(path)))
 }
 
+/// The endpoint URL: `http(s)://host…`, without credentials.
 fn parse_url(url: &str) -> Result<Uri, ConfigError> {
     if url.trim().is_empty() {
         return Err(invalid(
