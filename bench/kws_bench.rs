@@ -256,6 +256,9 @@ async fn client_load(
     use kafka_webhook_sidecar::ops::metrics::Metrics;
     use kafka_webhook_sidecar::record::Record;
 
+    if bare && unix.is_some() {
+        bail!("--bare speaks TCP only (hyper-util's HttpConnector); leave out --unix");
+    }
     let mut config = Config::new("127.0.0.1:9092", "g", &["bench"], &url);
     config.delivery.unix_socket = unix.map(|path| path.to_string_lossy().into_owned());
     let settings = config.settings().context("bench config")?;
@@ -265,12 +268,13 @@ async fn client_load(
         Metrics::new(),
     )?);
     let timeout = settings.delivery.endpoint.timeout;
-    let hyper = (bare && settings.delivery.endpoint.unix_socket.is_none()).then(|| {
+    let hyper = bare.then(|| {
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new())
     });
     let uri: http::Uri = url.parse()?;
     let body = Bytes::from(vec![b'x'; size]);
+    let topic: Arc<str> = Arc::from("bench");
     let served = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let before = (process_cpu_seconds(), process_context_switches());
@@ -279,9 +283,9 @@ async fn client_load(
     let period = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate.max(1) as f64));
     let mut loops = tokio::task::JoinSet::new();
     for task in 0..concurrency {
-        let (template, client) = (template.clone(), client.clone());
+        let (template, client, hyper) = (template.clone(), client.clone(), hyper.clone());
         let (served, failed) = (served.clone(), failed.clone());
-        let (hyper, uri, body) = (hyper.clone(), uri.clone(), body.clone());
+        let (uri, body, topic) = (uri.clone(), body.clone(), topic.clone());
         loops.spawn(async move {
             // Paced loops start spread over one period, as partitions' records would arrive.
             let mut ticks = period.map(|period| {
@@ -295,41 +299,42 @@ async fn client_load(
                 if let Some(ticks) = ticks.as_mut() {
                     ticks.tick().await;
                 }
-                if let Some(hyper) = &hyper {
-                    let request = Request::post(uri.clone()).body(Full::new(body.clone()));
-                    let answered = match request {
+                let answered = match &hyper {
+                    // The same body every time, no headers of ours.
+                    Some(hyper) => match Request::post(uri.clone()).body(Full::new(body.clone())) {
                         Ok(request) => match hyper.request(request).await {
                             Ok(response) => {
-                                let ok = response.status().is_success();
-                                ok && response.into_body().collect().await.is_ok()
+                                response.status().is_success()
+                                    && response.into_body().collect().await.is_ok()
                             }
                             Err(_) => false,
                         },
                         Err(_) => false,
-                    };
-                    let counter = if answered { &served } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let mut value = format!("{seq} ").into_bytes();
-                value.resize(size.max(value.len()), b'x');
-                let record = Record {
-                    topic: Arc::from("bench"),
-                    partition: (task % 12) as i32,
-                    offset: seq as i64,
-                    timestamp_ms: Some(unix_micros() as i64 / 1000),
-                    key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
-                    value: Some(Bytes::from(value)),
-                    headers: Vec::new(),
-                    received_at: Instant::now(),
-                };
-                let request = template.into_request(template.prepare(&record), SystemTime::now());
-                match client.send(request, timeout).await {
-                    AttemptOutcome::Status { status, .. } if (200..300).contains(&status) => {
-                        served.fetch_add(1, Ordering::Relaxed)
+                    },
+                    // A record's request as the sidecar builds and sends it.
+                    None => {
+                        let mut value = format!("{seq} ").into_bytes();
+                        value.resize(size.max(value.len()), b'x');
+                        let record = Record {
+                            topic: topic.clone(),
+                            partition: (task % 12) as i32,
+                            offset: seq as i64,
+                            timestamp_ms: Some(unix_micros() as i64 / 1000),
+                            key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
+                            value: Some(Bytes::from(value)),
+                            headers: Vec::new(),
+                            received_at: Instant::now(),
+                        };
+                        let request =
+                            template.into_request(template.prepare(&record), SystemTime::now());
+                        matches!(
+                            client.send(request, timeout).await,
+                            AttemptOutcome::Status { status, .. } if (200..300).contains(&status)
+                        )
                     }
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
+                let counter = if answered { &served } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
                 seq += concurrency;
             }
         });
