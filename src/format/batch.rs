@@ -26,6 +26,7 @@ use bytes::Bytes;
 use super::base64::push_base64;
 use super::cloudevent::CloudEvent;
 use super::cloudevents_http;
+use super::embed::{self, Layout};
 use crate::config::{BatchBody, CloudEventsSettings};
 use crate::record::Record;
 
@@ -155,7 +156,8 @@ impl BatchEncoder {
     /// Appends the entry of `record` to `out`, without separator.
     pub fn write_entry(&self, record: &Record, out: &mut Vec<u8>) {
         match self.body {
-            BatchBody::JsonArray | BatchBody::Ndjson => write_envelope(record, out),
+            BatchBody::JsonArray => write_envelope(record, Layout::Json, out),
+            BatchBody::Ndjson => write_envelope(record, Layout::OneLine, out),
             BatchBody::CloudEvents => {
                 let event = self.event(record);
                 cloudevents_http::write_structured(&event, out);
@@ -242,8 +244,9 @@ impl BatchBuilder {
     }
 }
 
-/// The envelope of the module doc.
-fn write_envelope(record: &Record, out: &mut Vec<u8>) {
+/// The envelope of the module doc; the value embedded as JSON in `layout` (one line in
+/// NDJSON) when [`embed::document`] accepts it.
+fn write_envelope(record: &Record, layout: Layout, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"id\":\"");
     // Topic names are [a-zA-Z0-9._-]: nothing to escape.
     out.extend_from_slice(record.topic.as_bytes());
@@ -282,18 +285,15 @@ fn write_envelope(record: &Record, out: &mut Vec<u8>) {
     }
     match &record.value {
         None => out.extend_from_slice(b",\"tombstone\":true"),
-        Some(value) if is_json_document(value) => {
-            out.extend_from_slice(b",\"value\":");
-            out.extend_from_slice(value);
-        }
-        Some(value) => write_base64(out, "value_base64", value),
+        Some(value) => match embed::document(value, layout) {
+            Some(document) => {
+                out.extend_from_slice(b",\"value\":");
+                document.write_to(out);
+            }
+            None => write_base64(out, "value_base64", value),
+        },
     }
     out.push(b'}');
-}
-
-/// One valid JSON document (whitespace around it allowed): safe to embed verbatim.
-fn is_json_document(bytes: &[u8]) -> bool {
-    !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// `,"{name}":"text"` when UTF-8, else `,"{name}_base64":"…"`.

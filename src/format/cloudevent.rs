@@ -3,8 +3,8 @@
 //! whole, or a new event wrapping it. Pure, no I/O; `cloudevents_http` writes it out.
 //!
 //! A record that claims to be a CloudEvent but is not a valid one (a required attribute
-//! missing, a value that is not UTF-8, a structured value that is not a JSON object) is
-//! wrapped like any other record, so it is still delivered.
+//! missing, a value that is not UTF-8, a structured value that is not one strict JSON object,
+//! see `embed`) is wrapped like any other record, so it is still delivered.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::embed;
 use crate::config::CloudEventsSettings;
 use crate::record::Record;
 
@@ -193,7 +194,10 @@ fn from_structured(value: &Bytes) -> Option<CloudEvent> {
     let mut data_base64 = None;
     for (name, raw) in members {
         match name.as_str() {
-            "data" => data = Data::Json(raw),
+            // Kept as written, so it must be strict JSON like everything else the sidecar
+            // embeds (the deserializer checked its UTF-8 but not its escapes).
+            "data" if embed::is_strict_json(raw.get().as_bytes()) => data = Data::Json(raw),
+            "data" => return None,
             "data_base64" => data_base64 = Some(raw),
             _ => {
                 let value: Value = serde_json::from_str(raw.get()).ok()?;
@@ -245,8 +249,10 @@ fn wrap(record: &Record, settings: &CloudEventsSettings, content_type: &str) -> 
             text(format!("partition:{}#{}", record.partition, record.offset)),
         ),
     ];
-    if let Some(timestamp) = record.timestamp_ms {
-        attributes.push(("time".to_string(), text(rfc3339_millis(timestamp))));
+    // A timestamp outside the years RFC 3339 can write (a producer may set any) leaves the
+    // optional `time` out rather than make the event invalid.
+    if let Some(time) = record.timestamp_ms.and_then(rfc3339_millis) {
+        attributes.push(("time".to_string(), text(time)));
     }
     if let Some(key) = &record.key {
         attributes.push(match std::str::from_utf8(key) {
@@ -276,8 +282,15 @@ fn wrap(record: &Record, settings: &CloudEventsSettings, content_type: &str) -> 
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 in UTC, e.g. `2023-11-14T22:13:20.123Z`.
-pub fn rfc3339_millis(millis: i64) -> String {
+/// Milliseconds since the epoch as RFC 3339 in UTC, e.g. `2023-11-14T22:13:20.123Z`; `None`
+/// outside the years 0000 to 9999, which RFC 3339 cannot write.
+pub fn rfc3339_millis(millis: i64) -> Option<String> {
+    /// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z.
+    const FIRST: i64 = -62_167_219_200_000;
+    const END: i64 = 253_402_300_800_000;
+    if !(FIRST..END).contains(&millis) {
+        return None;
+    }
     let seconds = millis.div_euclid(1000);
     let millis = millis.rem_euclid(1000);
     let days = seconds.div_euclid(86_400);
@@ -297,12 +310,12 @@ pub fn rfc3339_millis(millis: i64) -> String {
         month_index - 9
     };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
+    Some(format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
         second_of_day / 3600,
         second_of_day / 60 % 60,
         second_of_day % 60
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -510,16 +523,15 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(1_709_251_199_999),
-            "2024-02-29T23:59:59.999Z"
-        );
-        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(
-            rfc3339_millis(253_402_300_799_000),
-            "9999-12-31T23:59:59.000Z"
-        );
+        let text = |millis| rfc3339_millis(millis).unwrap();
+        assert_eq!(text(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(text(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(text(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(text(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(text(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(text(-62_167_219_200_000), "0000-01-01T00:00:00.000Z");
+        for outside in [253_402_300_800_000, -62_167_219_200_001, i64::MAX, i64::MIN] {
+            assert_eq!(rfc3339_millis(outside), None, "{outside}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::base64::push_base64;
 use super::cloudevent::{attribute_text, is_json, CloudEvent, Data, STRUCTURED_CONTENT_TYPE};
+use super::embed::{self, Layout};
 
 /// `Content-Type` of a structured event this module writes.
 const STRUCTURED_UTF8: &str = "application/cloudevents+json; charset=utf-8";
@@ -105,16 +106,22 @@ pub fn write_structured(event: &CloudEvent, out: &mut Vec<u8>) {
         Data::None => {}
         Data::Json(raw) => member(out, "data", raw.get().as_bytes()),
         Data::Bytes(bytes) => {
-            let embed = event.datacontenttype.as_deref().is_some_and(is_json)
-                && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
-            if embed {
-                member(out, "data", bytes);
-            } else {
-                let mut encoded = Vec::with_capacity(bytes.len() * 4 / 3 + 6);
-                encoded.push(b'"');
-                push_base64(&mut encoded, bytes);
-                encoded.push(b'"');
-                member(out, "data_base64", &encoded);
+            let document = event
+                .datacontenttype
+                .as_deref()
+                .is_some_and(is_json)
+                .then(|| embed::document(bytes, Layout::Json))
+                .flatten();
+            match document {
+                Some(document) => {
+                    member(out, "data", b"");
+                    document.write_to(out);
+                }
+                None => {
+                    member(out, "data_base64", b"\"");
+                    push_base64(out, bytes);
+                    out.push(b'"');
+                }
             }
         }
     }

@@ -8,6 +8,8 @@
 //!   or a new one wrapping it); [`cloudevents_http`]: that event in HTTP binary or
 //!   structured mode.
 //! - [`batch`]: batch bodies (JSON array or NDJSON of envelopes, CloudEvents JSON batch).
+//! - [`embed`]: whether record bytes go into a JSON body as JSON (one strict document) or
+//!   as base64; every JSON writer above asks it.
 //! - [`signing`]: Standard Webhooks signatures.
 //! - [`base64`]: base64 of record bytes (SIMD).
 
@@ -15,6 +17,7 @@ pub mod base64;
 pub mod batch;
 pub mod cloudevent;
 pub mod cloudevents_http;
+pub mod embed;
 pub mod raw;
 pub mod request;
 pub mod signing;
