@@ -601,3 +601,134 @@ async fn cloudevents_batches_are_signed_and_read_with_the_official_sdks() {
         .collect();
     assert_eq!(keyed, produced.into_iter().collect());
 }
+
+/// Values a producer may write that look like JSON but are not strict JSON, or are JSON on
+/// several lines: each must leave the body of the batch it is in valid.
+const ODD_VALUES: &[&[u8]] = &[
+    b"\"\xff\xfe\"",
+    b"{\n  \"pretty\": [\n    1\n  ]\n}",
+    b"{\r\n  \"crlf\": true\r\n}\r\n",
+    br#"{"lone":"\ud800"}"#,
+    b"\xef\xbb\xbf{\"bom\":1}",
+    b"{\"a\":1}{\"b\":2}",
+    b"",
+];
+
+/// One odd record amid plain ones must never break a batch: the receiver parses every body
+/// with a strict parser (serde_json) and answers per entry, in every body kind; every record
+/// is acknowledged exactly once and the commit reaches the end (with `on_failure: block`, a
+/// body the receiver could not read would hold the partition for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn odd_records_amid_plain_ones_leave_every_batch_body_valid() {
+    use kafka_webhook_sidecar::config::{BatchEncoding, Format};
+
+    let topic = unique("batch-odd");
+    create_topic(&topic, 1).await;
+    let mut count = 0;
+    for (index, odd) in ODD_VALUES.iter().enumerate() {
+        let plain = format!("{{\"plain\":{index}}}");
+        produce_raw(&topic, Some(b"k"), Some(plain.as_bytes()), &[]).await;
+        let header: &[u8] = b"\xff binary";
+        produce_raw(&topic, Some(b"\xfe"), Some(odd), &[("h", Some(header))]).await;
+        count += 2;
+    }
+    produce_raw(&topic, None, None, &[]).await;
+    count += 1;
+
+    for (label, format, encoding) in [
+        ("json", Format::Raw, BatchEncoding::Json),
+        ("ndjson", Format::Raw, BatchEncoding::Ndjson),
+        (
+            "cloudevents",
+            Format::CloudeventsStructured,
+            BatchEncoding::Json,
+        ),
+    ] {
+        let group = unique(&format!("batch-odd-{label}"));
+        let endpoint = Endpoint::start().await;
+        let unreadable = Arc::new(Mutex::new(Vec::<String>::new()));
+        let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+        {
+            let unreadable = unreadable.clone();
+            let acknowledged = acknowledged.clone();
+            endpoint.set_handler(move |request, _| {
+                let documents: Vec<&[u8]> = match encoding {
+                    BatchEncoding::Ndjson => request
+                        .body
+                        .strip_suffix(b"\n")
+                        .unwrap_or(&request.body)
+                        .split(|byte| *byte == b'\n')
+                        .collect(),
+                    BatchEncoding::Json => vec![&request.body[..]],
+                };
+                let mut ids = Vec::new();
+                for document in documents {
+                    match serde_json::from_slice::<serde_json::Value>(document) {
+                        Ok(serde_json::Value::Array(entries)) => ids.extend(entries),
+                        Ok(entry) => ids.push(entry),
+                        Err(error) => {
+                            let mut unreadable = unreadable.lock().unwrap();
+                            if unreadable.len() < 3 {
+                                unreadable.push(format!("{error}"));
+                            }
+                            return Reply::status(400);
+                        }
+                    }
+                }
+                let ids: Vec<String> = ids
+                    .iter()
+                    .map(|entry| entry["id"].as_str().expect("an entry id").to_string())
+                    .collect();
+                let statuses: Vec<_> = ids
+                    .iter()
+                    .map(|id| serde_json::json!({"entryId": id, "status": "SUCCESS"}))
+                    .collect();
+                acknowledged.lock().unwrap().extend(ids);
+                Reply::ok().with_body(serde_json::json!({ "statuses": statuses }).to_string())
+            });
+        }
+        let mut config = batch_config(&group, &topic, &endpoint.url(), DeliveryOrdering::Partition);
+        config.delivery.format = format;
+        config.delivery.batch = Some(BatchConfig {
+            max_records: 500,
+            max_bytes: 1024 * 1024,
+            max_wait: Duration::from_millis(50),
+            encoding,
+        });
+        let sidecar = Sidecar::start_ready(&config).await;
+        wait_until(
+            LONG,
+            lazy(|| {
+                format!(
+                    "{label}: {count} records acknowledged: {:?}; unreadable bodies (the first 3): {:?}",
+                    acknowledged.lock().unwrap().len(),
+                    unreadable.lock().unwrap()
+                )
+            }),
+            || acknowledged.lock().unwrap().len() >= count,
+        )
+        .await;
+        wait_committed_to_end(&group, &topic, 1).await;
+        drop(sidecar);
+
+        assert_eq!(*unreadable.lock().unwrap(), Vec::<String>::new(), "{label}");
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        let expected: Vec<String> = (0..count)
+            .map(|offset| format!("{topic}-0-{offset}"))
+            .collect();
+        assert_eq!(
+            acknowledged, expected,
+            "{label}: each record acknowledged once, in order"
+        );
+        // The odd records really shared a request with plain ones.
+        let requests = endpoint.successful_requests();
+        assert!(
+            requests.iter().any(|request| request
+                .header("kafka-batch-records")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= 3)),
+            "{label}: no batch mixed odd and plain records: {} requests",
+            requests.len()
+        );
+    }
+}
