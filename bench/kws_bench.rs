@@ -18,6 +18,8 @@
 //!   per request. The floor under the sidecar's own per-record cost, next to kcat's for Kafka.
 //! - `format-cost`: CPU time of building one record's request per `delivery.format` and with
 //!   signing, in this process on one thread (the sidecar's `RequestTemplate`, no network).
+//! - `json-check-cost`: the cost of deciding whether a value is embedded as JSON, per
+//!   candidate check, and of whole batch bodies per record (in process, one thread).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -149,6 +151,18 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         size: usize,
     },
+    /// Prints one JSON line: what deciding "embed as JSON or base64" costs per value, for
+    /// each candidate check (the old skip-only `IgnoredAny`, the strict check the sidecar
+    /// uses, a full `Value`, a `RawValue`, UTF-8 then `IgnoredAny`), on a JSON value and a
+    /// binary one; and building whole batch bodies, per record, with the sidecar's encoder.
+    JsonCheckCost {
+        /// Values per measured variant.
+        #[arg(long, default_value_t = 200_000)]
+        count: u64,
+        /// Value size in bytes (about: the JSON value is made of whole members).
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
 }
 
 /// What both producers write, and where.
@@ -231,6 +245,7 @@ fn main() -> Result<()> {
                 bare,
             )),
         Command::FormatCost { count, size } => format_cost(count, size),
+        Command::JsonCheckCost { count, size } => json_check_cost(count, size),
     }
 }
 
@@ -447,6 +462,114 @@ fn format_cost(count: u64, size: usize) -> Result<()> {
             best = best.min(started.elapsed().as_secs_f64() * 1e6 / count as f64);
         }
         result.insert(name.into(), json!((best * 100.0).round() / 100.0));
+    }
+    println!("{}", serde_json::Value::Object(result));
+    Ok(())
+}
+
+/// Best of three rounds of `count` calls of `f`, in ns per call.
+fn best_ns(count: u64, mut f: impl FnMut(u64)) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        for i in 0..count {
+            f(i);
+        }
+        best = best.min(started.elapsed().as_secs_f64() * 1e9 / count as f64);
+    }
+    (best * 10.0).round() / 10.0
+}
+
+/// See `Command::JsonCheckCost`.
+fn json_check_cost(count: u64, size: usize) -> Result<()> {
+    use kafka_webhook_sidecar::config::{BatchBody, CloudEventsSettings};
+    use kafka_webhook_sidecar::format::embed::is_strict_json;
+    use kafka_webhook_sidecar::format::BatchEncoder;
+    use kafka_webhook_sidecar::record::Record;
+    use serde::de::IgnoredAny;
+    use serde_json::value::RawValue;
+
+    // A typical event: an object of short strings and numbers, a nested array, ~`size` bytes.
+    let mut text = String::from("{\"id\":\"order-1\",\"items\":[");
+    let mut n = 0;
+    while text.len() + 64 < size {
+        if n > 0 {
+            text.push(',');
+        }
+        text.push_str(&format!(
+            "{{\"sku\":\"A-{n:04}\",\"qty\":{n},\"note\":\"caf\u{e9} ok\"}}"
+        ));
+        n += 1;
+    }
+    text.push_str("],\"total\":12.5}");
+    let document = Bytes::from(text.into_bytes());
+    let binary = Bytes::from((0..size).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
+    type Check = fn(&[u8]) -> bool;
+    let checks: [(&str, Check); 5] = [
+        ("ignored_any_old", |b| {
+            serde_json::from_slice::<IgnoredAny>(b).is_ok()
+        }),
+        ("strict_new", is_strict_json),
+        ("value", |b| {
+            serde_json::from_slice::<serde_json::Value>(b).is_ok()
+        }),
+        ("raw_value", |b| {
+            serde_json::from_slice::<&RawValue>(b).is_ok()
+        }),
+        ("utf8_then_ignored_any", |b| {
+            std::str::from_utf8(b).is_ok_and(|t| serde_json::from_str::<IgnoredAny>(t).is_ok())
+        }),
+    ];
+    let mut result = serde_json::Map::new();
+    result.insert("json_value_bytes".into(), json!(document.len()));
+    for (name, check) in checks {
+        let on_json = best_ns(count, |_| {
+            std::hint::black_box(check(std::hint::black_box(&document)));
+        });
+        let on_binary = best_ns(count, |_| {
+            std::hint::black_box(check(std::hint::black_box(&binary)));
+        });
+        result.insert(
+            name.into(),
+            json!({"json_ns": on_json,
+                   "json_mb_per_s": (document.len() as f64 / on_json * 1e3).round(),
+                   "binary_ns": on_binary}),
+        );
+    }
+    // Whole bodies of 500 records, per record.
+    let record = |seq: u64, value: &Bytes| Record {
+        topic: Arc::from("bench"),
+        partition: 0,
+        offset: seq as i64,
+        timestamp_ms: Some(1_700_000_000_000 + seq as i64),
+        key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
+        value: Some(value.clone()),
+        headers: Vec::new(),
+        received_at: Instant::now(),
+    };
+    let settings = CloudEventsSettings {
+        source: "/kafka/{topic}".into(),
+        event_type: "t".into(),
+    };
+    for (name, body, value) in [
+        ("batch_json_of_json", BatchBody::JsonArray, &document),
+        ("batch_ndjson_of_json", BatchBody::Ndjson, &document),
+        ("batch_json_of_binary", BatchBody::JsonArray, &binary),
+        (
+            "cloudevents_batch_of_json",
+            BatchBody::CloudEvents,
+            &document,
+        ),
+    ] {
+        let encoder = BatchEncoder::new(body, settings.clone(), "application/json".into());
+        let records: Vec<Record> = (0..500).map(|seq| record(seq, value)).collect();
+        let per_batch = best_ns((count / 500).max(10), |_| {
+            std::hint::black_box(encoder.body(&records));
+        });
+        result.insert(
+            format!("{name}_ns_per_record"),
+            json!((per_batch / 500.0 * 10.0).round() / 10.0),
+        );
     }
     println!("{}", serde_json::Value::Object(result));
     Ok(())

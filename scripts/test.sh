@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command: setup, format check, a real Kafka broker, deploy checks, clippy,
-# tests.
+# tests, a short fuzz run.
 #
 #   ./scripts/test.sh
 #
@@ -117,5 +117,7 @@ fi
 run_step "deploy checks" "$ROOT/scripts/check-deploy.sh" || true
 run_step "cargo clippy" cargo clippy --all-targets "${locked[@]}" -- -D warnings || true
 run_step "cargo test" cargo test --all-targets "${locked[@]}" || true
+# The fuzz targets of fuzz/ for a short time each (a crash fails the run).
+run_step "fuzz (20 s per target)" "$ROOT/scripts/fuzz.sh" --seconds 20 || true
 
 ((${#FAILED[@]} == 0))

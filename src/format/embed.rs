@@ -15,7 +15,7 @@
 //! they must be escaped), so each is replaced by a space. The value stays the same JSON
 //! value, byte for byte apart from those spaces, and is still JSON, not base64.
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Where a document is embedded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,13 +67,42 @@ impl Document<'_> {
 /// One strict JSON document, whitespace around it allowed (see the module doc).
 pub fn is_strict_json(bytes: &[u8]) -> bool {
     // An empty value is no document; a leading byte order mark is refused by the
-    // deserializer itself.
-    !bytes.is_empty() && serde_json::from_slice::<Strict>(bytes).is_ok()
+    // deserializer itself. UTF-8 is checked once over the whole text (per string it costs
+    // more), then the text is read as `str`.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    if text.is_empty() {
+        return false;
+    }
+    if needs_decoding(bytes) {
+        serde_json::from_str::<Strict>(text).is_ok()
+    } else {
+        // Skipping checks the grammar (escapes, control characters, number syntax); what it
+        // leaves unchecked, escapes' code points and number ranges, cannot occur here.
+        serde_json::from_str::<IgnoredAny>(text).is_ok()
+    }
 }
 
-/// A JSON value read through and thrown away, with every string decoded (UTF-8 checked,
-/// escapes checked) but nothing allocated for the tree: `serde::de::IgnoredAny` skips
-/// strings without either check.
+/// Whether skipping over the document could accept what decoding it refuses: an escape
+/// (`\u` may be a lone surrogate), a number out of `f64`'s range, which needs an exponent
+/// (a digit followed by `e` or `E`) or over 300 digits (a run that long fills one of the
+/// 64-byte chunks the text splits into), or nesting deeper than 128 levels (skipping has no
+/// limit), which needs more than 128 opening brackets. Any of them and the careful reading
+/// runs; the checks are scans that SIMD or a first-byte test keep at a fraction of
+/// skipping's cost.
+fn needs_decoding(bytes: &[u8]) -> bool {
+    memchr::memchr(b'\\', bytes).is_some()
+        || memchr::memchr2_iter(b'[', b'{', bytes).nth(128).is_some()
+        || memchr::memchr2_iter(b'e', b'E', bytes)
+            .any(|at| at > 0 && bytes[at - 1].is_ascii_digit())
+        || bytes
+            .chunks_exact(64)
+            .any(|chunk| chunk[0].is_ascii_digit() && chunk.iter().all(u8::is_ascii_digit))
+}
+
+/// A JSON value read through and thrown away, with every string and number decoded (escapes
+/// and ranges checked) but nothing allocated for the tree: `IgnoredAny` skips both unchecked.
 struct Strict;
 
 impl<'de> Deserialize<'de> for Strict {
@@ -147,6 +176,9 @@ mod tests {
             "\"line\u{2028}sep\"".as_bytes(),
             br#"{"a":1,"a":2}"#,
             b"123456789012345678901234567890",
+            b"[1e10,2E-5,-0.5e+300,\"1e999 in a string\",true,false]",
+            "9".repeat(300).as_bytes(),
+            format!("[\"{}\"]", "7".repeat(500)).as_bytes(),
         ] {
             assert!(is_strict_json(good), "{:?}", String::from_utf8_lossy(good));
             assert!(strict_value(good), "{:?}", String::from_utf8_lossy(good));
@@ -156,6 +188,9 @@ mod tests {
     #[test]
     fn refuses_what_a_strict_parser_refuses() {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        // Out of f64's range: an exponent, or a long integer wherever it starts.
+        let long = "9".repeat(400);
+        let long_offset = format!("[ {long}]");
         for bad in [
             &b""[..],
             b"   ",
@@ -175,6 +210,10 @@ mod tests {
             b"\"new\nline\"",
             b"'single'",
             deep.as_bytes(),
+            b"1e400",
+            b"[-1E+309]",
+            long.as_bytes(),
+            long_offset.as_bytes(),
         ] {
             assert!(!is_strict_json(bad), "{:?}", String::from_utf8_lossy(bad));
             assert!(!strict_value(bad), "{:?}", String::from_utf8_lossy(bad));
