@@ -880,7 +880,7 @@ fn plain_consumer(
         let now = unix_micros() as i64;
         let seq = message
             .payload()
-            .and_then(|value| receiver_bodies::parse_seq(value))
+            .and_then(receiver_bodies::parse_seq)
             .unwrap_or(0);
         if let (Some(ms), true) = (message.timestamp().to_millis(), seq >= first_seq) {
             latencies_us.push(now - ms * 1000);
