@@ -11,6 +11,9 @@
 //! - `produce`: a backlog of fixed-size keyed records, as fast as the broker takes them.
 //! - `produce-rate`: an open-loop producer at a fixed rate (sends on schedule, never waits
 //!   for acknowledgements).
+//! - `plain-consumer`: a plain librdkafka consumer (rdkafka's `BaseConsumer`, one poll loop,
+//!   `fetch.wait.max.ms` 100, no HTTP): the latency floor the sidecar's added latency is set
+//!   beside, measured as receive time − record timestamp on the same clock as the receiver's.
 //! - `wait-committed`: polls a group's committed offsets until they reach a target sum.
 //! - `client-load`: the sidecar's HTTP path without Kafka (its request building and its
 //!   pooled hyper client, `HttpClient`) POSTing records to an endpoint, at full speed with a
@@ -102,6 +105,26 @@ enum Command {
         /// Kafka 4.0.
         #[arg(long, default_value_t = 0)]
         linger_ms: u64,
+    },
+    /// Joins `group` on `topic` and polls until it has seen `count` records whose sequence
+    /// number is at least `first_seq`; prints one JSON line: their latency (receive time −
+    /// record timestamp) p50/p99/p999/max in ms.
+    PlainConsumer {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        group: String,
+        /// Records before this sequence number (the warm-up) are not measured.
+        #[arg(long, default_value_t = 0)]
+        first_seq: u64,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 100)]
+        fetch_wait_max_ms: u64,
+        #[arg(long, default_value_t = 300.0)]
+        timeout_s: f64,
     },
     WaitCommitted {
         #[arg(long)]
@@ -216,6 +239,23 @@ fn main() -> Result<()> {
             &records,
             (rate as f64 * seconds).round() as u64,
             Some((rate, linger_ms)),
+        ),
+        Command::PlainConsumer {
+            bootstrap,
+            topic,
+            group,
+            first_seq,
+            count,
+            fetch_wait_max_ms,
+            timeout_s,
+        } => plain_consumer(
+            &bootstrap,
+            &topic,
+            &group,
+            first_seq,
+            count,
+            fetch_wait_max_ms,
+            timeout_s,
         ),
         Command::WaitCommitted {
             bootstrap,
@@ -600,6 +640,9 @@ struct Tally {
     seen: Vec<u64>,
     /// Microseconds from append time to arrival, one per record that carried a timestamp.
     latencies_us: Vec<i64>,
+    /// Per single-record request: (arrival µs since the epoch, latency µs, partition, offset),
+    /// served by `GET /records` to see *when* the slow records arrived and from where.
+    arrivals: Vec<(u64, i64, i32, i64)>,
     /// Microseconds from a request's arrival to its answer (queue and service).
     service_us: Vec<u64>,
     first_us: u64,
@@ -618,9 +661,21 @@ struct Receiver {
 
 impl Receiver {
     /// Counts one request and its records, all arrived now (parsed before, outside the lock).
-    fn record(&self, entries: &[Entry]) {
+    fn record(&self, entries: &[Entry], origin: Option<(i32, i64)>) {
         let now = unix_micros();
         let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        if let (
+            Some((partition, offset)),
+            [Entry {
+                timestamp_ms: Some(ms),
+                ..
+            }],
+        ) = (origin, entries)
+        {
+            tally
+                .arrivals
+                .push((now, now as i64 - ms * 1000, partition, offset));
+        }
         tally.requests += 1;
         tally.records += entries.len() as u64;
         if tally.first_us == 0 {
@@ -761,6 +816,17 @@ async fn handle(
             state.stats().to_string(),
         ))));
     }
+    if req.method() == http::Method::GET && path == "/records" {
+        let arrivals = state
+            .tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .arrivals
+            .clone();
+        return Ok(Response::new(Full::new(Bytes::from(
+            json!(arrivals).to_string(),
+        ))));
+    }
     if req.method() == http::Method::POST && path == "/reset" {
         state.reset();
         return Ok(Response::new(Full::new(Bytes::new())));
@@ -773,6 +839,9 @@ async fn handle(
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let timestamp_ms = header("kafka-timestamp").and_then(|v| v.parse::<i64>().ok());
     let batch_records = header("kafka-batch-records").and_then(|v| v.parse::<usize>().ok());
+    let origin = header("kafka-partition")
+        .and_then(|v| v.parse::<i32>().ok())
+        .zip(header("kafka-offset").and_then(|v| v.parse::<i64>().ok()));
     let content_type = header("content-type").map(str::to_owned);
     let body = match req.into_body().collect().await {
         Ok(body) => body.to_bytes(),
@@ -793,7 +862,7 @@ async fn handle(
         },
     );
     match parsed {
-        Ok(entries) => state.record(&entries),
+        Ok(entries) => state.record(&entries, origin),
         // Acknowledged all the same, so that a sender with a blocking failure policy does
         // not stall the run: its records are missing from `distinct`, which fails the run,
         // and `malformed` / `last_malformed` say why.
@@ -901,6 +970,58 @@ fn produce(records: &RecordArgs, count: u64, rate: Option<(u64, u64)>) -> Result
     Ok(())
 }
 
+/// A plain consumer's latency: what any librdkafka application sees on this broker, at this
+/// rate, on this machine, with no HTTP in between.
+fn plain_consumer(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    first_seq: u64,
+    count: u64,
+    fetch_wait_max_ms: u64,
+    timeout_s: f64,
+) -> Result<()> {
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", fetch_wait_max_ms.to_string())
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
+    let mut latencies_us: Vec<i64> = Vec::with_capacity(count as usize);
+    while (latencies_us.len() as u64) < count {
+        if Instant::now() > deadline {
+            bail!("timed out with {} of {count} records", latencies_us.len());
+        }
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = result.context("consuming")?;
+        let now = unix_micros() as i64;
+        let seq = message
+            .payload()
+            .and_then(receiver_bodies::parse_seq)
+            .unwrap_or(0);
+        if let (Some(ms), true) = (message.timestamp().to_millis(), seq >= first_seq) {
+            latencies_us.push(now - ms * 1000);
+        }
+    }
+    latencies_us.sort_unstable();
+    let pct = |q: f64| -> f64 {
+        let rank = ((q * latencies_us.len() as f64).ceil() as usize).clamp(1, latencies_us.len());
+        latencies_us[rank - 1] as f64 / 1000.0
+    };
+    println!(
+        "{}",
+        json!({"count": latencies_us.len(), "p50": pct(0.50), "p99": pct(0.99),
+               "p999": pct(0.999), "max": pct(1.0)})
+    );
+    Ok(())
+}
+
 fn wait_committed(
     bootstrap: &str,
     group: &str,
@@ -967,13 +1088,16 @@ mod tests {
         let now_ms = (unix_micros() / 1000) as i64;
         let entry = |seq, timestamp_ms| Entry { seq, timestamp_ms };
         // A record, its duplicate, a tombstone (no sequence), a record without timestamp.
-        receiver.record(&[
-            entry(Some(7), Some(now_ms)),
-            entry(Some(7), Some(now_ms)),
-            entry(None, Some(now_ms)),
-            entry(Some(8), None),
-        ]);
-        receiver.record(&[entry(Some(9), Some(now_ms))]);
+        receiver.record(
+            &[
+                entry(Some(7), Some(now_ms)),
+                entry(Some(7), Some(now_ms)),
+                entry(None, Some(now_ms)),
+                entry(Some(8), None),
+            ],
+            None,
+        );
+        receiver.record(&[entry(Some(9), Some(now_ms))], Some((3, 41)));
         receiver.malformed(Malformed("JSON array: EOF".into()));
         let stats = receiver.stats();
         assert_eq!(stats["requests"], 3);

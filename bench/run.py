@@ -196,12 +196,12 @@ class Bench:
         log(f"produced {count} records to {topic} at {result['per_second']:.0f}/s")
         return result
 
-    def produce_rate(self, topic, seconds, first_seq, rate=None):
-        """Open loop at `rate` (default --latency-rate) for `seconds`; returns when the last
-        record is sent."""
+    def produce_rate(self, topic, seconds, first_seq, rate=None, keys=None):
+        """Open loop at `rate` (default --latency-rate) for `seconds` over `keys` (default
+        --keys); returns when the last record is sent."""
         self.run_tool("produce-rate", "--bootstrap", self.bootstrap, "--topic", topic,
                       "--rate", rate or self.args.latency_rate, "--seconds", seconds,
-                      "--size", self.args.record_size, "--keys", self.args.keys,
+                      "--size", self.args.record_size, "--keys", keys or self.args.keys,
                       "--first-seq", first_seq)
 
     def broker_cpu(self):
@@ -223,6 +223,14 @@ class Bench:
             "admin": {"listen": f"127.0.0.1:{admin_port}"},
             "log": {"format": "text", "level": "info"},
         }
+        if self.args.issue_config:
+            # Issue 32's set-up: the README's keys a new user sets.
+            config["kafka"].update({"session_timeout": "6000ms",
+                                    "assignment_strategy": "cooperative-sticky"})
+            config["delivery"].update({"timeout": "2s", "on_failure": "block",
+                                       "retry": {"initial_backoff": "50ms",
+                                                 "max_backoff": "1s", "max_attempts": 0}})
+            config["shutdown"] = {"drain_timeout": "10s"}
         path = os.path.join(self.workdir, f"{name}.yaml")
         with open(path, "w") as f:
             json.dump(config, f)  # JSON is YAML
@@ -544,9 +552,25 @@ output:
         out["ours_key_ratio_to_ideal"] = round(out["ours-key"]["per_s"] / ideal, 3)
         return out
 
-    def latency(self, kinds, rate=None):
-        """Open-loop load at `rate` records/s (default --latency-rate): added latency from
-        the broker's append to the receiver's arrival, and CPU per record."""
+    def plain_consumer(self, name, topic, first_seq, count):
+        """A plain librdkafka consumer (`kws-bench plain-consumer`, fetch.wait.max.ms 100) on
+        `topic` as its own group: the floor beside the sidecar's row, same broker, producer,
+        topic and rate. Its latency figures are read from its output when it has them all."""
+        return Proc(name, [self.tool, "plain-consumer", "--bootstrap", self.bootstrap,
+                           "--topic", topic, "--group", f"bench-plain-{uuid.uuid4().hex[:8]}",
+                           "--first-seq", str(first_seq), "--count", str(count)], self.workdir)
+
+    def plain_result(self, plain):
+        wait_for(f"{plain.name} to see every record", lambda: not plain.alive(), 120)
+        plain.stop()
+        if plain.proc.returncode != 0:
+            raise RuntimeError(f"{plain.name} failed:\n{plain.tail()}")
+        return json.loads(plain.tail(1).strip())
+
+    def latency(self, kinds, rate=None, keys=None):
+        """Open-loop load at `rate` records/s (default --latency-rate) over `keys` (default
+        --keys): added latency from the broker's append to the receiver's arrival, and CPU per
+        record; beside it a plain librdkafka consumer reading the same topic at the same time."""
         rate = rate or self.args.latency_rate
         receiver = self.receivers[0]
         out = {}
@@ -557,16 +581,19 @@ output:
                         topic)
             # Warm-up until every partition delivered: joins done, connections open.
             warm = rate * 3
+            n = int(rate * self.args.latency_seconds)
+            plain = (self.plain_consumer(f"plain-{rate}-{name}", topic, warm, n)
+                     if not self.args.no_plain else None)
             self.reset(receiver)
-            self.produce_rate(topic, 3, first_seq=0, rate=rate)
+            self.produce_rate(topic, 3, first_seq=0, rate=rate, keys=keys)
             wait_for(f"{name}'s warm-up records", lambda: self.stats(receiver)["distinct"] >= warm,
                      120, proc=proc)
             self.reset(receiver)
             cpu_before = cpu_seconds(proc.pid)
             switches_before = context_switches(proc.pid)
             broker_before = self.broker_cpu()
-            n = int(rate * self.args.latency_seconds)
-            self.produce_rate(topic, self.args.latency_seconds, first_seq=warm, rate=rate)
+            self.produce_rate(topic, self.args.latency_seconds, first_seq=warm, rate=rate,
+                              keys=keys)
             wait_for(f"{name}'s measured records",
                      lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
             stats = self.stats(receiver)
@@ -580,6 +607,12 @@ output:
                          "cores": round(cpu / self.args.latency_seconds, 3),
                          "broker_cpu_s_per_100k": (round((broker - broker_before) / n * 1e5, 2)
                                                    if broker is not None else None)}
+            if plain is not None:
+                floor = self.plain_result(plain)
+                out[name]["plain"] = floor
+                out[name]["p99_minus_plain"] = round(out[name]["p99"] - floor["p99"], 1)
+                out[name]["p999_minus_plain"] = round(out[name]["p999"] - floor["p999"], 1)
+                out[name]["p99_ratio_to_plain"] = round(out[name]["p99"] / max(floor["p99"], 0.1), 2)
             log(f"latency {name}: {out[name]}")
         return out
 
@@ -796,8 +829,24 @@ output:
             self.results["idle"] = self.idle_rss(
                 {k: kinds[k] for k in (*ours, "sarama-baseline", "benthos") if k in kinds})
 
+    def latency_matrix(self):
+        """Issue 32: ours in every ordering mode beside a plain librdkafka consumer, at
+        --low-rate and --latency-rate, with 10 and --keys keys."""
+        fast = self.receiver(0)
+        kinds = self.kinds(fast.url, self.args.cap)
+        kinds = {k: kinds[k] for k in ("ours-partition", "ours-key", "ours-none")}
+        out = {}
+        for rate in (self.args.low_rate, self.args.latency_rate):
+            for keys in (10, self.args.keys):
+                log(f"latency matrix: {rate}/s, {keys} keys")
+                out[f"{rate}/s, {keys} keys"] = self.latency(kinds, rate=rate, keys=keys)
+        return out
+
     def run(self):
         a, p, cap = self.args, self.args.partitions, self.args.cap
+        if a.latency_matrix:
+            self.results["latency_matrix"] = self.latency_matrix()
+            return self.results
         if a.flow_only:
             self.results["flow"] = self.flow()
             return self.results
@@ -1073,6 +1122,22 @@ def cost_targets(r, args):
     return rows
 
 
+def matrix_markdown(matrix):
+    """Issue 32's table: ours beside the plain consumer of the same run."""
+    lines = ["| rate, keys | mode | ours p50 / p99 / p999 / max ms | plain p50 / p99 / p999 / max ms "
+             "| p99 − plain | p999 − plain | p99 ratio | within 5 / 10 ms |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for load, rows in matrix.items():
+        for name, v in rows.items():
+            f = v.get("plain", {})
+            ok = v.get("p99_minus_plain", 1e9) <= 5 and v.get("p999_minus_plain", 1e9) <= 10
+            lines.append(f"| {load} | {name} | {v['p50']} / {v['p99']} / {v['p999']} / {v['max']} "
+                         f"| {f.get('p50')} / {f.get('p99')} / {f.get('p999')} / {f.get('max')} "
+                         f"| {v.get('p99_minus_plain')} | {v.get('p999_minus_plain')} "
+                         f"| {v.get('p99_ratio_to_plain')} | {'yes' if ok else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(r, args):
     lines = []
     if "fast" not in r:  # --batch-only
@@ -1305,6 +1370,15 @@ def main():
     parser.add_argument("--low-rate", type=int, default=200,
                         help="a second open-loop rate (records/s) for CPU and latency; 0: skip")
     parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--latency-matrix", action="store_true",
+                        help="only issue 32's rows: ours (partition/key/none) beside a plain "
+                             "librdkafka consumer at --low-rate and --latency-rate, 10 and "
+                             "--keys keys")
+    parser.add_argument("--issue-config", action="store_true",
+                        help="ours with issue 32's settings (session_timeout 6000ms, timeout "
+                             "2s, retry 50ms..1s, drain_timeout 10s)")
+    parser.add_argument("--no-plain", action="store_true",
+                        help="latency rows without the plain librdkafka consumer beside them")
     parser.add_argument("--cost-only", action="store_true",
                         help="only issue 16's figures: wrk ceilings with wrk's CPU, the "
                              "single-record drains, Sarama, the open-loop rates, 60 s idle")
@@ -1332,7 +1406,10 @@ def main():
                            if k not in ("tool", "sidecar", "sarama", "benthos", "baseline_sidecar", "out")}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
-    table = (results["flow"]["table"] + "\n") if args.flow_only else markdown(results, args)
+    if args.latency_matrix:
+        table = matrix_markdown(results["latency_matrix"])
+    else:
+        table = (results["flow"]["table"] + "\n") if args.flow_only else markdown(results, args)
     if "flow" in results and not args.flow_only:
         table += "\nFlow control:\n\n" + results["flow"]["table"] + "\n"
     with open(os.path.splitext(args.out)[0] + ".md", "w") as f:

@@ -117,6 +117,8 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             Scheduler::new(self.settings.ordering, self.settings.in_flight_cap);
         let mut tracker = OffsetTracker::new();
         let mut deliveries: JoinSet<Completed> = JoinSet::new();
+        // The position look-up in progress, if any (at most one).
+        let mut position: JoinSet<Option<i64>> = JoinSet::new();
         let mut bytes = Footprint::default();
         let (settled_sender, mut settled) = mpsc::unbounded_channel::<(i64, Disposition)>();
         let mut draining = false;
@@ -258,12 +260,19 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 _ = self.wakeup.notified(), if room => {}
                 _ = sleep_until(batch_due), if batch_due.is_some() => {}
                 _ = tokio::time::sleep(FENCE_RECHECK), if fenced => {}
+                Some(looked_up) = position.join_next() => {
+                    if let Ok(Some(position)) = looked_up {
+                        tracker.advance_to(position);
+                    }
+                }
                 _ = tick.tick() => {
                     // Trailing transaction markers never reach us as records: follow the
                     // consumer's position past them, or the committed offset would stay
-                    // below the end (lag tools would show phantom lag forever).
-                    if let Some(position) = self.source.position() {
-                        tracker.advance_to(position);
+                    // below the end (lag tools would show phantom lag forever). The look-up
+                    // blocks, so it runs on the blocking pool, one at a time; its answer
+                    // arrives as an event above.
+                    if position.is_empty() {
+                        position.spawn_blocking(self.source.position_lookup());
                     }
                     let age = tracker
                         .oldest_unacknowledged()
@@ -440,8 +449,8 @@ mod tests {
             self.stored.lock().unwrap().push(offset);
             Ok(())
         }
-        fn position(&self) -> Option<i64> {
-            None
+        fn position_lookup(&self) -> crate::partition::PositionLookup {
+            Box::new(|| None)
         }
         fn set_paused(&self, _: bool) -> Result<(), KafkaError> {
             Ok(())
