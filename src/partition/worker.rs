@@ -286,6 +286,11 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             }
         }
 
+        // A position look-up still running holds the consumer: let it finish (one local
+        // librdkafka call), so the consumer is closed by whoever drops the last reference on
+        // purpose, not by a blocking thread the shutdown does not wait for.
+        while position.join_next().await.is_some() {}
+
         // librdkafka keeps a partition paused across re-assignment: never leave it paused for
         // its next owner here (unless the whole consumer is paused for shutdown).
         if pause.is_paused() && !self.health.is_shutting_down() {
