@@ -86,25 +86,29 @@ pub fn write_structured(event: &CloudEvent, out: &mut Vec<u8>) {
     }
     out.push(b'{');
     let mut first = true;
-    let mut member = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
+    // Starts a member: the separator, its name and the colon; the caller writes the value.
+    let mut member = |out: &mut Vec<u8>, name: &str| {
         if !first {
             out.push(b',');
         }
         first = false;
         out.extend_from_slice(Value::String(name.to_string()).to_string().as_bytes());
         out.push(b':');
-        out.extend_from_slice(value);
     };
     for (name, value) in &event.attributes {
-        member(out, name, value.to_string().as_bytes());
+        member(out, name);
+        out.extend_from_slice(value.to_string().as_bytes());
     }
     if let Some(content_type) = &event.datacontenttype {
-        let value = Value::String(content_type.clone()).to_string();
-        member(out, "datacontenttype", value.as_bytes());
+        member(out, "datacontenttype");
+        out.extend_from_slice(Value::String(content_type.clone()).to_string().as_bytes());
     }
     match &event.data {
         Data::None => {}
-        Data::Json(raw) => member(out, "data", raw.get().as_bytes()),
+        Data::Json(raw) => {
+            member(out, "data");
+            out.extend_from_slice(raw.get().as_bytes());
+        }
         Data::Bytes(bytes) => {
             let document = event
                 .datacontenttype
@@ -114,11 +118,12 @@ pub fn write_structured(event: &CloudEvent, out: &mut Vec<u8>) {
                 .flatten();
             match document {
                 Some(document) => {
-                    member(out, "data", b"");
+                    member(out, "data");
                     document.write_to(out);
                 }
                 None => {
-                    member(out, "data_base64", b"\"");
+                    member(out, "data_base64");
+                    out.push(b'"');
                     push_base64(out, bytes);
                     out.push(b'"');
                 }

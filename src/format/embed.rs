@@ -6,8 +6,8 @@
 //! *Strict* means what `serde_json` accepts when it builds a value: valid UTF-8 everywhere
 //! (also inside strings, which skipping over a value does not check), escapes that decode to
 //! Unicode scalar values (no lone surrogate such as `\ud800`), no `NaN`, no leading zeros,
-//! no byte order mark, nothing after the document but whitespace, at most 128 levels of
-//! nesting. A body built only of such documents and of text the writers escape themselves
+//! numbers within `f64`'s range, no byte order mark, nothing after the document but
+//! whitespace, at most 128 levels of nesting. A body built only of such documents and of text the writers escape themselves
 //! parses everywhere.
 //!
 //! In a body of lines (NDJSON) a document that spans several lines is re-emitted on one: a
@@ -57,11 +57,6 @@ impl Document<'_> {
             }
         }
     }
-
-    /// Whether [`write_to`](Self::write_to) writes the bytes exactly as they are.
-    pub fn is_verbatim(&self) -> bool {
-        !self.rewrite
-    }
 }
 
 /// One strict JSON document, whitespace around it allowed (see the module doc).
@@ -79,7 +74,7 @@ pub fn is_strict_json(bytes: &[u8]) -> bool {
         serde_json::from_str::<Strict>(text).is_ok()
     } else {
         // Skipping checks the grammar (escapes, control characters, number syntax); what it
-        // leaves unchecked, escapes' code points and number ranges, cannot occur here.
+        // leaves unchecked (escapes' code points, number ranges, depth) cannot occur here.
         serde_json::from_str::<IgnoredAny>(text).is_ok()
     }
 }
@@ -222,28 +217,23 @@ mod tests {
 
     #[test]
     fn one_line_layout_turns_line_breaks_into_spaces() {
+        let written = |bytes: &[u8], layout| {
+            let mut out = b"x".to_vec();
+            document(bytes, layout).unwrap().write_to(&mut out);
+            out.split_off(1)
+        };
         let pretty = b"{\r\n  \"a\": [1,\n 2],\n  \"s\": \"x\\ny\"\n}\n";
-        let doc = document(pretty, Layout::OneLine).unwrap();
-        assert!(!doc.is_verbatim());
-        let mut out = b"x".to_vec();
-        doc.write_to(&mut out);
-        let written = &out[1..];
-        assert_eq!(written.len(), pretty.len());
-        assert!(!written.contains(&b'\n') && !written.contains(&b'\r'));
+        let one_line = written(pretty, Layout::OneLine);
+        assert_eq!(one_line.len(), pretty.len());
+        assert!(!one_line.contains(&b'\n') && !one_line.contains(&b'\r'));
         assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(written).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&one_line).unwrap(),
             serde_json::from_slice::<serde_json::Value>(pretty).unwrap()
         );
 
         // Anywhere else, and without line breaks, the bytes go as they are.
-        let doc = document(pretty, Layout::Json).unwrap();
-        assert!(doc.is_verbatim());
-        let mut out = Vec::new();
-        doc.write_to(&mut out);
-        assert_eq!(out, pretty);
-        assert!(document(br#"{"a": 1}"#, Layout::OneLine)
-            .unwrap()
-            .is_verbatim());
+        assert_eq!(written(pretty, Layout::Json), pretty);
+        assert_eq!(written(br#"{"a": 1}"#, Layout::OneLine), br#"{"a": 1}"#);
         assert!(document(b"\"\xff\"", Layout::OneLine).is_none());
     }
 }
