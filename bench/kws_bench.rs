@@ -471,17 +471,10 @@ fn format_cost(count: u64, size: usize) -> Result<()> {
         ),
         ("raw_signed", Format::Raw, true),
     ];
-    let record = |seq: u64| Record {
-        topic: Arc::from("bench"),
-        partition: (seq % 12) as i32,
-        offset: seq as i64,
-        timestamp_ms: Some(1_700_000_000_000 + seq as i64),
-        key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
-        value: Some(Bytes::from(vec![b'x'; size])),
-        headers: Vec::new(),
-        received_at: Instant::now(),
-    };
-    let records: Vec<Record> = (0..count.min(10_000)).map(record).collect();
+    let value = Bytes::from(vec![b'x'; size]);
+    let records: Vec<Record> = (0..count.min(10_000))
+        .map(|seq| bench_record(seq, value.clone()))
+        .collect();
     let mut result = serde_json::Map::new();
     for (name, format, signed) in variants {
         let mut config = Config::new("127.0.0.1:9092", "g", &["bench"], "http://127.0.0.1:1/");
@@ -492,19 +485,29 @@ fn format_cost(count: u64, size: usize) -> Result<()> {
         }
         let settings = config.settings().context("bench config")?;
         let template = RequestTemplate::new(&settings.delivery);
-        let mut best = f64::MAX;
-        for _ in 0..3 {
-            let started = Instant::now();
-            for i in 0..count {
-                let prepared = template.prepare(&records[(i as usize) % records.len()]);
-                std::hint::black_box(template.into_request(prepared, SystemTime::now()));
-            }
-            best = best.min(started.elapsed().as_secs_f64() * 1e6 / count as f64);
-        }
-        result.insert(name.into(), json!((best * 100.0).round() / 100.0));
+        let best_us = best_ns(count, |i| {
+            let prepared = template.prepare(&records[(i as usize) % records.len()]);
+            std::hint::black_box(template.into_request(prepared, SystemTime::now()));
+        }) / 1000.0;
+        result.insert(name.into(), json!((best_us * 100.0).round() / 100.0));
     }
     println!("{}", serde_json::Value::Object(result));
     Ok(())
+}
+
+/// Record `seq` of the in-process cost runs: topic `bench`, one of 12 partitions, one of
+/// 10,000 keys.
+fn bench_record(seq: u64, value: Bytes) -> kafka_webhook_sidecar::record::Record {
+    kafka_webhook_sidecar::record::Record {
+        topic: Arc::from("bench"),
+        partition: (seq % 12) as i32,
+        offset: seq as i64,
+        timestamp_ms: Some(1_700_000_000_000 + seq as i64),
+        key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
+        value: Some(value),
+        headers: Vec::new(),
+        received_at: Instant::now(),
+    }
 }
 
 /// Best of three rounds of `count` calls of `f`, in ns per call.
@@ -517,7 +520,7 @@ fn best_ns(count: u64, mut f: impl FnMut(u64)) -> f64 {
         }
         best = best.min(started.elapsed().as_secs_f64() * 1e9 / count as f64);
     }
-    (best * 10.0).round() / 10.0
+    best
 }
 
 /// See `Command::JsonCheckCost`.
@@ -571,22 +574,12 @@ fn json_check_cost(count: u64, size: usize) -> Result<()> {
         });
         result.insert(
             name.into(),
-            json!({"json_ns": on_json,
+            json!({"json_ns": (on_json * 10.0).round() / 10.0,
                    "json_mb_per_s": (document.len() as f64 / on_json * 1e3).round(),
-                   "binary_ns": on_binary}),
+                   "binary_ns": (on_binary * 10.0).round() / 10.0}),
         );
     }
     // Whole bodies of 500 records, per record.
-    let record = |seq: u64, value: &Bytes| Record {
-        topic: Arc::from("bench"),
-        partition: 0,
-        offset: seq as i64,
-        timestamp_ms: Some(1_700_000_000_000 + seq as i64),
-        key: Some(Bytes::from(format!("key-{}", seq % 10_000))),
-        value: Some(value.clone()),
-        headers: Vec::new(),
-        received_at: Instant::now(),
-    };
     let settings = CloudEventsSettings {
         source: "/kafka/{topic}".into(),
         event_type: "t".into(),
@@ -602,7 +595,9 @@ fn json_check_cost(count: u64, size: usize) -> Result<()> {
         ),
     ] {
         let encoder = BatchEncoder::new(body, settings.clone(), "application/json".into());
-        let records: Vec<Record> = (0..500).map(|seq| record(seq, value)).collect();
+        let records: Vec<Record> = (0..500)
+            .map(|seq| bench_record(seq, value.clone()))
+            .collect();
         let per_batch = best_ns((count / 500).max(10), |_| {
             std::hint::black_box(encoder.body(&records));
         });
@@ -725,22 +720,10 @@ impl Receiver {
         let mut service = tally.service_us.clone();
         drop(tally);
         service.sort_unstable();
-        let service_pct = |q: f64| -> Option<f64> {
-            if service.is_empty() {
-                return None;
-            }
-            let rank = ((q * service.len() as f64).ceil() as usize).clamp(1, service.len());
-            Some(service[rank - 1] as f64 / 1000.0)
-        };
+        let service_pct = |q: f64| percentile_ms(&service, q);
         stats["service_ms"] = json!({"p50": service_pct(0.50), "p99": service_pct(0.99)});
         latencies.sort_unstable();
-        let pct = |q: f64| -> Option<f64> {
-            if latencies.is_empty() {
-                return None;
-            }
-            let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
-            Some(latencies[rank - 1] as f64 / 1000.0)
-        };
+        let pct = |q: f64| percentile_ms(&latencies, q);
         stats["peak_in_flight"] = json!(self.peak_in_flight.load(Ordering::Relaxed));
         stats["latency_ms"] = json!({
             "count": latencies.len(),
@@ -1010,16 +993,19 @@ fn plain_consumer(
         }
     }
     latencies_us.sort_unstable();
-    let pct = |q: f64| -> f64 {
-        let rank = ((q * latencies_us.len() as f64).ceil() as usize).clamp(1, latencies_us.len());
-        latencies_us[rank - 1] as f64 / 1000.0
-    };
+    let pct = |q: f64| percentile_ms(&latencies_us, q);
     println!(
         "{}",
         json!({"count": latencies_us.len(), "p50": pct(0.50), "p99": pct(0.99),
                "p999": pct(0.999), "max": pct(1.0)})
     );
     Ok(())
+}
+
+/// The `q` quantile (nearest rank) of `sorted` microseconds, in ms; `None` when empty.
+fn percentile_ms<T: Copy + Into<i128>>(sorted: &[T], q: f64) -> Option<f64> {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).map(|&v| v.into() as f64 / 1000.0)
 }
 
 fn wait_committed(
