@@ -125,6 +125,12 @@ enum Command {
         fetch_wait_max_ms: u64,
         #[arg(long, default_value_t = 300.0)]
         timeout_s: f64,
+        /// Forward instead: POST each record to this URL (hyper-util's pooled client, one
+        /// request at a time per partition, in offset order, like the sidecar's partition
+        /// mode) and print how many were answered; the receiver there measures latency. What
+        /// librdkafka and hyper alone cost on the sidecar's path.
+        #[arg(long)]
+        forward: Option<String>,
     },
     WaitCommitted {
         #[arg(long)]
@@ -248,15 +254,20 @@ fn main() -> Result<()> {
             count,
             fetch_wait_max_ms,
             timeout_s,
-        } => plain_consumer(
-            &bootstrap,
-            &topic,
-            &group,
-            first_seq,
-            count,
-            fetch_wait_max_ms,
-            timeout_s,
-        ),
+            forward,
+        } => {
+            let consumer = plain_client(&bootstrap, &group, fetch_wait_max_ms)?;
+            consumer.subscribe(&[&topic])?;
+            let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
+            match forward {
+                None => plain_consumer(&consumer, first_seq, count, deadline),
+                Some(url) => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?
+                    .block_on(plain_forwarder(consumer, &url, first_seq, count, deadline)),
+            }
+        }
         Command::WaitCommitted {
             bootstrap,
             group,
@@ -953,27 +964,26 @@ fn produce(records: &RecordArgs, count: u64, rate: Option<(u64, u64)>) -> Result
     Ok(())
 }
 
-/// A plain consumer's latency: what any librdkafka application sees on this broker, at this
-/// rate, on this machine, with no HTTP in between.
-fn plain_consumer(
-    bootstrap: &str,
-    topic: &str,
-    group: &str,
-    first_seq: u64,
-    count: u64,
-    fetch_wait_max_ms: u64,
-    timeout_s: f64,
-) -> Result<()> {
-    use rdkafka::Message;
-    let consumer: BaseConsumer = ClientConfig::new()
+/// The plain consumer's client: librdkafka's defaults but for the fetch wait.
+fn plain_client(bootstrap: &str, group: &str, fetch_wait_max_ms: u64) -> Result<BaseConsumer> {
+    Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", fetch_wait_max_ms.to_string())
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
+        .create()?)
+}
+
+/// A plain consumer's latency: what any librdkafka application sees on this broker, at this
+/// rate, on this machine, with no HTTP in between.
+fn plain_consumer(
+    consumer: &BaseConsumer,
+    first_seq: u64,
+    count: u64,
+    deadline: Instant,
+) -> Result<()> {
+    use rdkafka::Message;
     let mut latencies_us: Vec<i64> = Vec::with_capacity(count as usize);
     while (latencies_us.len() as u64) < count {
         if Instant::now() > deadline {
@@ -999,6 +1009,104 @@ fn plain_consumer(
         json!({"count": latencies_us.len(), "p50": pct(0.50), "p99": pct(0.99),
                "p999": pct(0.999), "max": pct(1.0)})
     );
+    Ok(())
+}
+
+/// The plain consumer with an HTTP hop: polls on a blocking thread and hands each record to
+/// its partition's task, which POSTs records one at a time with the headers the receiver
+/// measures by. Ends when `count` records from `first_seq` on were answered.
+async fn plain_forwarder(
+    consumer: BaseConsumer,
+    url: &str,
+    first_seq: u64,
+    count: u64,
+    deadline: Instant,
+) -> Result<()> {
+    use rdkafka::Message;
+    type Forwarded = (i32, i64, i64, Bytes);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, Full<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let uri: http::Uri = url.parse()?;
+    let answered = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (sender, mut records) = tokio::sync::mpsc::unbounded_channel::<Forwarded>();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let polling = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let message = result.context("consuming")?;
+                let value = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+                let timestamp = message.timestamp().to_millis().unwrap_or(0);
+                let forwarded = (message.partition(), message.offset(), timestamp, value);
+                if sender.send(forwarded).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut partitions: std::collections::HashMap<
+        i32,
+        tokio::sync::mpsc::UnboundedSender<Forwarded>,
+    > = std::collections::HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let until = tokio::time::Instant::from_std(deadline);
+    let outcome = loop {
+        if answered.load(Ordering::Relaxed) >= count {
+            break Ok(());
+        }
+        let next = tokio::select! {
+            next = records.recv() => next,
+            _ = done.notified() => continue,
+            _ = tokio::time::sleep_until(until) => {
+                break Err(anyhow::anyhow!(
+                    "timed out with {} of {count} records answered",
+                    answered.load(Ordering::Relaxed)
+                ));
+            }
+        };
+        let Some(record) = next else {
+            break Err(anyhow::anyhow!("the consumer stopped"));
+        };
+        let queue = partitions.entry(record.0).or_insert_with(|| {
+            let (queue, mut receive) = tokio::sync::mpsc::unbounded_channel::<Forwarded>();
+            let (client, uri) = (client.clone(), uri.clone());
+            let (answered, done) = (answered.clone(), done.clone());
+            tasks.spawn(async move {
+                while let Some((partition, offset, timestamp, value)) = receive.recv().await {
+                    let measured = receiver_bodies::parse_seq(&value).unwrap_or(0) >= first_seq;
+                    let request = Request::post(uri.clone())
+                        .header("content-type", "application/octet-stream")
+                        .header("kafka-timestamp", timestamp.to_string())
+                        .header("kafka-partition", partition.to_string())
+                        .header("kafka-offset", offset.to_string())
+                        .body(Full::new(value))?;
+                    let response = client.request(request).await?;
+                    response.into_body().collect().await?;
+                    if measured && answered.fetch_add(1, Ordering::Relaxed) + 1 >= count {
+                        done.notify_one();
+                    }
+                }
+                anyhow::Ok(())
+            });
+            queue
+        });
+        if queue.send(record).is_err() {
+            break Err(anyhow::anyhow!("a partition's forwarding task failed"));
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    drop(partitions);
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    polling.await??;
+    outcome?;
+    println!("{}", json!({"answered": answered.load(Ordering::Relaxed)}));
     Ok(())
 }
 

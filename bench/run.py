@@ -20,11 +20,13 @@ receiver counts records, not requests, so every figure above holds per record.
 """
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,10 +166,11 @@ class Bench:
                              text=True, timeout=timeout)
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
 
-    def receiver(self, delay_ms, workers=0):
-        key = delay_ms if not workers else (delay_ms, workers)
+    def receiver(self, delay_ms, workers=0, tag=""):
+        key = delay_ms if not workers and not tag else (delay_ms, workers, tag)
         if key not in self.receivers:
-            name = f"receiver-{delay_ms}ms" + (f"-{workers}w" if workers else "")
+            name = (f"receiver-{delay_ms}ms" + (f"-{workers}w" if workers else "")
+                    + (f"-{tag}" if tag else ""))
             # It also listens on a Unix socket (delivery.unix_socket rows).
             socket = os.path.join(self.workdir, f"{name}.sock")
             proc = Proc(name, [self.tool, "receiver", "--delay-ms", str(delay_ms),
@@ -223,6 +226,13 @@ class Bench:
             "admin": {"listen": f"127.0.0.1:{admin_port}"},
             "log": {"format": "text", "level": "info"},
         }
+        if self.args.timing:
+            # One line per acknowledged record with its stage times (see timing_split).
+            config["log"] = {"format": "json", "level": "info,kws::timing=trace"}
+        if self.args.librdkafka_debug:
+            config["kafka"].setdefault("properties", {})["debug"] = self.args.librdkafka_debug
+            config["log"] = {"format": "json",
+                             "level": config["log"]["level"] + ",librdkafka=debug"}
         if self.args.issue_config:
             # Issue 32's set-up: the README's keys a new user sets.
             config["kafka"].update({"session_timeout": "6000ms",
@@ -560,6 +570,15 @@ output:
                            "--topic", topic, "--group", f"bench-plain-{uuid.uuid4().hex[:8]}",
                            "--first-seq", str(first_seq), "--count", str(count)], self.workdir)
 
+    def plain_forwarder(self, name, topic, first_seq, count, receiver):
+        """The plain consumer forwarding each record to `receiver` (`plain-consumer
+        --forward`): librdkafka and hyper-util alone on the sidecar's path, one request at a
+        time per partition. The receiver measures it as it measures the sidecar."""
+        return Proc(name, [self.tool, "plain-consumer", "--bootstrap", self.bootstrap,
+                           "--topic", topic, "--group", f"bench-fwd-{uuid.uuid4().hex[:8]}",
+                           "--first-seq", str(first_seq), "--count", str(count),
+                           "--forward", receiver.url], self.workdir)
+
     def plain_result(self, plain):
         wait_for(f"{plain.name} to see every record", lambda: not plain.alive(), 120)
         plain.stop()
@@ -577,18 +596,27 @@ output:
         for name, (_, make) in kinds.items():
             topic = f"bench-latency-{name}-{uuid.uuid4().hex[:6]}"
             self.create_topic(topic)
-            proc = make(f"latency-{rate}-{name}", f"bench-lat-{name}-{uuid.uuid4().hex[:8]}",
+            proc = make(f"latency-{rate}-{keys}-{name}", f"bench-lat-{name}-{uuid.uuid4().hex[:8]}",
                         topic)
             # Warm-up until every partition delivered: joins done, connections open.
             warm = rate * 3
             n = int(rate * self.args.latency_seconds)
             plain = (self.plain_consumer(f"plain-{rate}-{name}", topic, warm, n)
                      if not self.args.no_plain else None)
+            forwarder = None
+            if self.args.forwarder:
+                beside = self.receiver(0, tag="forwarder")
+                forwarder = self.plain_forwarder(f"forwarder-{rate}-{keys}-{name}", topic,
+                                                 warm, n, beside)
+                self.reset(beside)
             self.reset(receiver)
             self.produce_rate(topic, 3, first_seq=0, rate=rate, keys=keys)
             wait_for(f"{name}'s warm-up records", lambda: self.stats(receiver)["distinct"] >= warm,
                      120, proc=proc)
             self.reset(receiver)
+            if forwarder is not None:
+                self.reset(beside)
+            measured_from = time.time()
             cpu_before = cpu_seconds(proc.pid)
             switches_before = context_switches(proc.pid)
             broker_before = self.broker_cpu()
@@ -597,6 +625,12 @@ output:
             wait_for(f"{name}'s measured records",
                      lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
             stats = self.stats(receiver)
+            if self.args.keep_arrivals:
+                # Every record's arrival (µs since the epoch), latency (µs), partition and
+                # offset: when the slow ones came and from which partitions.
+                with open(os.path.join(self.workdir, f"arrivals-{rate}-{keys}-{name}.json"),
+                          "w") as f:
+                    f.write(http_get(receiver.url + "records"))
             cpu = cpu_seconds(proc.pid) - cpu_before
             switches = context_switches(proc.pid) - switches_before
             broker = self.broker_cpu()
@@ -607,6 +641,16 @@ output:
                          "cores": round(cpu / self.args.latency_seconds, 3),
                          "broker_cpu_s_per_100k": (round((broker - broker_before) / n * 1e5, 2)
                                                    if broker is not None else None)}
+            if self.args.timing:
+                out[name]["timing"] = timing_split(proc.log_path, measured_from)
+            if forwarder is not None:
+                wait_for(f"{forwarder.name}'s measured records",
+                         lambda: self.stats(beside)["distinct"] >= n, 120, proc=forwarder)
+                forwarded = self.stats(beside)["latency_ms"]
+                self.plain_result(forwarder)
+                out[name]["forwarder"] = forwarded
+                out[name]["p99_minus_forwarder"] = round(out[name]["p99"] - forwarded["p99"], 1)
+                out[name]["p999_minus_forwarder"] = round(out[name]["p999"] - forwarded["p999"], 1)
             if plain is not None:
                 floor = self.plain_result(plain)
                 out[name]["plain"] = floor
@@ -834,10 +878,14 @@ output:
         --low-rate and --latency-rate, with 10 and --keys keys."""
         fast = self.receiver(0)
         kinds = self.kinds(fast.url, self.args.cap)
-        kinds = {k: kinds[k] for k in ("ours-partition", "ours-key", "ours-none")}
+        modes = self.args.matrix_modes or ["partition", "key", "none"]
+        # With --baseline-sidecar, the baseline build runs each row too (before/after).
+        kinds = {f"{who}-{m}": kinds[f"{who}-{m}"] for m in modes for who in ("ours", "base")
+                 if f"{who}-{m}" in kinds}
         out = {}
-        for rate in (self.args.low_rate, self.args.latency_rate):
-            for keys in (10, self.args.keys):
+        rates = self.args.matrix_rates or [self.args.low_rate, self.args.latency_rate]
+        for rate in rates:
+            for keys in self.args.matrix_keys or [10, self.args.keys]:
                 log(f"latency matrix: {rate}/s, {keys} keys")
                 out[f"{rate}/s, {keys} keys"] = self.latency(kinds, rate=rate, keys=keys)
         return out
@@ -1122,19 +1170,62 @@ def cost_targets(r, args):
     return rows
 
 
+def timing_split(log_path, since):
+    """Where the slowest 1 % of records spent their time, from the sidecar's `kws::timing`
+    lines (`--timing`): the broker's append to the worker taking the record from its
+    partition queue (broker, fetch, librdkafka's queues), the worker (buffer, ordering,
+    spawn, request building) and the answered attempt; medians in ms, beside all records'.
+    Only records answered after `since` (the measured phase, a Unix time) count."""
+    rows = []
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if '"kws::timing"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+                answered = datetime.datetime.fromisoformat(
+                    event["timestamp"].replace("Z", "+00:00")).timestamp() * 1e3
+                total = answered - event["timestamp_ms"]
+                waited, attempt = event["waited_us"] / 1e3, event["attempt_us"] / 1e3
+            except (ValueError, KeyError):
+                continue
+            if answered < since * 1e3:
+                continue
+            rows.append((total, total - waited, waited - attempt, attempt, answered,
+                         event["partition"]))
+    if not rows:
+        return {}
+    rows.sort()
+    slow = rows[-max(1, len(rows) // 100):]
+
+    def medians(sample):
+        mid = lambda i: round(statistics.median(r[i] for r in sample), 2)
+        return {"total": mid(0), "to_worker": mid(1), "in_worker": mid(2), "attempt": mid(3)}
+    return {"records": len(rows), "all": medians(rows), "slowest_1pct": medians(slow),
+            "slowest_1pct_partitions": len({r[5] for r in slow}),
+            "slowest_1pct_span_ms": round(max(r[4] for r in slow) - min(r[4] for r in slow), 1)}
+
+
 def matrix_markdown(matrix):
-    """Issue 32's table: ours beside the plain consumer of the same run."""
+    """Issue 32's table: ours beside the plain consumer of the same run (and, with
+    --forwarder, beside the plain consumer forwarding over HTTP)."""
+    forwarder = any("forwarder" in v for rows in matrix.values() for v in rows.values())
+    fwd_head = " forwarder p50 / p99 / p999 / max ms | p99 − fwd | p999 − fwd |" if forwarder else ""
     lines = ["| rate, keys | mode | ours p50 / p99 / p999 / max ms | plain p50 / p99 / p999 / max ms "
-             "| p99 − plain | p999 − plain | p99 ratio | within 5 / 10 ms |",
-             "|---|---|---|---|---:|---:|---:|---|"]
+             "| p99 − plain | p999 − plain | p99 ratio | within 5 / 10 ms |" + fwd_head,
+             "|---|---|---|---|---:|---:|---:|---|" + ("---|---:|---:|" if forwarder else "")]
+    quad = lambda f: f"{f.get('p50')} / {f.get('p99')} / {f.get('p999')} / {f.get('max')}"
     for load, rows in matrix.items():
         for name, v in rows.items():
             f = v.get("plain", {})
             ok = v.get("p99_minus_plain", 1e9) <= 5 and v.get("p999_minus_plain", 1e9) <= 10
-            lines.append(f"| {load} | {name} | {v['p50']} / {v['p99']} / {v['p999']} / {v['max']} "
-                         f"| {f.get('p50')} / {f.get('p99')} / {f.get('p999')} / {f.get('max')} "
-                         f"| {v.get('p99_minus_plain')} | {v.get('p999_minus_plain')} "
-                         f"| {v.get('p99_ratio_to_plain')} | {'yes' if ok else 'NO'} |")
+            line = (f"| {load} | {name} | {quad(v)} | {quad(f)} "
+                    f"| {v.get('p99_minus_plain')} | {v.get('p999_minus_plain')} "
+                    f"| {v.get('p99_ratio_to_plain')} | {'yes' if ok else 'NO'} |")
+            if forwarder:
+                line += (f" {quad(v.get('forwarder', {}))} | {v.get('p99_minus_forwarder')} "
+                         f"| {v.get('p999_minus_forwarder')} |")
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -1309,6 +1400,7 @@ def _free_port():
 
 
 def main():
+    csv = lambda v: [x for x in v.split(",") if x]
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", required=True)
@@ -1374,6 +1466,22 @@ def main():
                         help="only issue 32's rows: ours (partition/key/none) beside a plain "
                              "librdkafka consumer at --low-rate and --latency-rate, 10 and "
                              "--keys keys")
+    parser.add_argument("--matrix-modes", type=csv, default=[],
+                        help="latency matrix: only these ordering modes (partition,key,none)")
+    parser.add_argument("--matrix-rates", type=lambda v: [int(r) for r in v.split(",")],
+                        default=[], help="latency matrix: only these rates")
+    parser.add_argument("--matrix-keys", type=lambda v: [int(k) for k in v.split(",")],
+                        default=[], help="latency matrix: only these key counts")
+    parser.add_argument("--timing", action="store_true",
+                        help="latency rows: the sidecar logs each record's stage times; the "
+                             "row gains where the slowest 1 %% spent them")
+    parser.add_argument("--librdkafka-debug", metavar="CONTEXTS",
+                        help="the sidecar's librdkafka `debug` contexts, logged (diagnosis)")
+    parser.add_argument("--forwarder", action="store_true",
+                        help="latency rows: also the plain consumer forwarding over HTTP "
+                             "(librdkafka + hyper-util alone) to a receiver of its own")
+    parser.add_argument("--keep-arrivals", action="store_true",
+                        help="latency rows: write each record's arrival to the work folder")
     parser.add_argument("--issue-config", action="store_true",
                         help="ours with issue 32's settings (session_timeout 6000ms, timeout "
                              "2s, retry 50ms..1s, drain_timeout 10s)")
@@ -1382,7 +1490,6 @@ def main():
     parser.add_argument("--cost-only", action="store_true",
                         help="only issue 16's figures: wrk ceilings with wrk's CPU, the "
                              "single-record drains, Sarama, the open-loop rates, 60 s idle")
-    csv = lambda v: [x for x in v.split(",") if x]
     parser.add_argument("--cost-parts", type=csv, default=["fast", "latency", "low", "idle"],
                         help="with --cost-only: which parts (fast,latency,low,idle)")
     parser.add_argument("--cost-kinds", type=csv, default=[],

@@ -71,6 +71,7 @@ impl<T: Transport> Deliverer<T> {
             );
             match decision {
                 Decision::Ack => {
+                    events::record_timing(&record, sent.took);
                     events::record_disposed(
                         &self.metrics,
                         &record,

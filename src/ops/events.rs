@@ -116,6 +116,26 @@ pub fn attempt_finished(metrics: &Metrics, topic: &str, class: StatusClass, took
         .observe(took.as_secs_f64());
 }
 
+/// Target of [`record_timing`]'s event, enabled by `log.level: info,kws::timing=trace`.
+pub const TIMING_TARGET: &str = "kws::timing";
+
+/// A record was acknowledged: where its time went, for finding what delays the slowest
+/// records (issue 32). Off unless its target is enabled at trace; then one line per record,
+/// and the log line's own time is when the answer came. `waited_us` runs from the worker
+/// taking the record from its partition queue to the answer, `attempt_us` is the answered
+/// attempt alone; the record's Kafka timestamp says when the broker appended it.
+pub fn record_timing(record: &Record, attempt: Duration) {
+    tracing::trace!(
+        target: TIMING_TARGET,
+        partition = record.partition,
+        offset = record.offset,
+        timestamp_ms = record.timestamp_ms.unwrap_or(-1),
+        waited_us = record.received_at.elapsed().as_micros() as u64,
+        attempt_us = attempt.as_micros() as u64,
+        "Record acknowledged"
+    );
+}
+
 /// Logs at warn when `attempts` is 1, 2, 4, 8, … (a long outage stays visible without
 /// flooding the log), else at debug.
 macro_rules! warn_on_doubling {

@@ -468,21 +468,33 @@ mod tests {
         ordering: Ordering,
     ) -> (PartitionWorker<Queue, Scripted>, Arc<Mutex<Vec<i64>>>) {
         let stored = Arc::new(Mutex::new(Vec::new()));
-        let records = (0..count)
-            .map(|offset| Record {
-                offset,
-                key: Some(Bytes::from(format!("k{}", offset % 3))),
-                ..Record::example()
-            })
-            .collect();
+        let records = (0..count).map(keyed).collect();
+        let source = Queue {
+            records,
+            stored: stored.clone(),
+        };
+        (worker_on(source, transport, ordering), stored)
+    }
+
+    /// Record `offset` of the test partition, keyed by `offset % 3`.
+    fn keyed(offset: i64) -> Record {
+        Record {
+            offset,
+            key: Some(Bytes::from(format!("k{}", offset % 3))),
+            ..Record::example()
+        }
+    }
+
+    fn worker_on<S: PartitionSource>(
+        source: S,
+        transport: Scripted,
+        ordering: Ordering,
+    ) -> PartitionWorker<S, Scripted> {
         let deliverer = fakes::deliverer(transport, 1, OnFailure::Block);
-        let worker = PartitionWorker {
+        PartitionWorker {
             topic: Arc::from("orders"),
             partition: 2,
-            source: Queue {
-                records,
-                stored: stored.clone(),
-            },
+            source,
             wakeup: Arc::new(Notify::new()),
             metrics: deliverer.metrics.clone(),
             deliverer,
@@ -499,8 +511,7 @@ mod tests {
                 abandon: CancellationToken::new(),
             },
             health: Arc::new(Health::new(Duration::from_secs(30))),
-        };
-        (worker, stored)
+        }
     }
 
     /// Waits until `stored` holds `offset`, with a deadline.
@@ -555,6 +566,102 @@ mod tests {
                 stored.lock().unwrap().iter().all(|offset| *offset == 0),
                 "{ordering:?}"
             );
+        }
+    }
+
+    /// A partition queue fed by a producer thread at a steady pace, whose position look-up
+    /// blocks like rdkafka's `position()` does while librdkafka's main thread is busy.
+    struct Paced {
+        records: Arc<Mutex<VecDeque<Record>>>,
+        lookup_blocks: Duration,
+    }
+
+    impl PartitionSource for Paced {
+        fn poll(&mut self, _now: Instant) -> Option<Result<Record, KafkaError>> {
+            self.records.lock().unwrap().pop_front().map(Ok)
+        }
+        fn store(&self, _: i64) -> Result<(), KafkaError> {
+            Ok(())
+        }
+        fn position_lookup(&self) -> crate::partition::PositionLookup {
+            let blocks = self.lookup_blocks;
+            Box::new(move || {
+                std::thread::sleep(blocks);
+                None
+            })
+        }
+        fn set_paused(&self, _: bool) -> Result<(), KafkaError> {
+            Ok(())
+        }
+    }
+
+    /// Issue 32: a periodic task of the worker (the 1 s position look-up, which blocks for
+    /// up to tens of milliseconds in librdkafka) held every record behind it. Here it blocks
+    /// 1.5 s each time; a paced stream must still see no record wait over 1 s to be sent.
+    /// On a runtime thread the look-up stalls the worker for the whole 1.5 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn no_record_of_a_paced_stream_waits_behind_a_periodic_task() {
+        const BOUND: Duration = Duration::from_secs(1);
+        const RECORDS: i64 = 120;
+        const PACE: Duration = Duration::from_millis(25);
+        for ordering in [Ordering::Partition, Ordering::Key, Ordering::None] {
+            let records = Arc::new(Mutex::new(VecDeque::new()));
+            let source = Paced {
+                records: records.clone(),
+                lookup_blocks: Duration::from_millis(1500),
+            };
+            let worker = worker_on(source, Scripted::new(vec![fakes::status(200)]), ordering);
+            let (stop, deliverer, wakeup) = (
+                worker.drain.stop.clone(),
+                worker.deliverer.clone(),
+                worker.wakeup.clone(),
+            );
+            let running = tokio::spawn(worker.run());
+            // The producer is an OS thread: a stalled runtime must not also stall the pace.
+            let producer = std::thread::spawn(move || {
+                let mut pushed = Vec::new();
+                for offset in 0..RECORDS {
+                    let at = Instant::now();
+                    records.lock().unwrap().push_back(Record {
+                        received_at: at,
+                        ..keyed(offset)
+                    });
+                    wakeup.notify_one();
+                    pushed.push(at);
+                    std::thread::sleep(PACE);
+                }
+                pushed
+            });
+            let pushed = tokio::task::spawn_blocking(move || producer.join().unwrap())
+                .await
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while deliverer.transport.sent().len() < RECORDS as usize {
+                assert!(
+                    Instant::now() < deadline,
+                    "{ordering:?}: not every record was sent"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            stop.cancel();
+            running.await.unwrap();
+            // The k-th send comes at most BOUND after the k-th record arrived when every
+            // record is sent within BOUND of its arrival (sends may interleave in key and
+            // none mode, so they are compared sorted).
+            let mut sent: Vec<Instant> = deliverer
+                .transport
+                .sent()
+                .into_iter()
+                .map(tokio::time::Instant::into_std)
+                .collect();
+            sent.sort();
+            let late: Vec<Duration> = pushed
+                .iter()
+                .zip(&sent)
+                .map(|(arrived, sent)| sent.saturating_duration_since(*arrived))
+                .filter(|waited| *waited > BOUND)
+                .collect();
+            assert!(late.is_empty(), "{ordering:?}: records waited {late:?}");
         }
     }
 
