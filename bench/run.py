@@ -1401,6 +1401,7 @@ def _free_port():
 
 def main():
     csv = lambda v: [x for x in v.split(",") if x]
+    ints = lambda v: [int(x) for x in csv(v)]
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", required=True)
@@ -1468,10 +1469,10 @@ def main():
                              "--keys keys")
     parser.add_argument("--matrix-modes", type=csv, default=[],
                         help="latency matrix: only these ordering modes (partition,key,none)")
-    parser.add_argument("--matrix-rates", type=lambda v: [int(r) for r in v.split(",")],
-                        default=[], help="latency matrix: only these rates")
-    parser.add_argument("--matrix-keys", type=lambda v: [int(k) for k in v.split(",")],
-                        default=[], help="latency matrix: only these key counts")
+    parser.add_argument("--matrix-rates", type=ints, default=[],
+                        help="latency matrix: only these rates")
+    parser.add_argument("--matrix-keys", type=ints, default=[],
+                        help="latency matrix: only these key counts")
     parser.add_argument("--timing", action="store_true",
                         help="latency rows: the sidecar logs each record's stage times; the "
                              "row gains where the slowest 1 %% spent them")
