@@ -810,6 +810,16 @@ async fn handle(
             state.stats().to_string(),
         ))));
     }
+    if req.method() == http::Method::GET && path == "/distinct" {
+        // What run.py polls while a measured phase runs: one number, no copy or sort of
+        // the latencies on the receiver's threads between the requests it measures.
+        let distinct = state
+            .tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .distinct;
+        return Ok(Response::new(Full::new(Bytes::from(distinct.to_string()))));
+    }
     if req.method() == http::Method::GET && path == "/records" {
         let arrivals = state
             .tally

@@ -185,6 +185,10 @@ class Bench:
     def stats(self, receiver):
         return json.loads(http_get(receiver.url + "stats"))
 
+    def distinct(self, receiver):
+        """Distinct records the receiver saw: the cheap poll for wait_for (no percentiles)."""
+        return int(http_get(receiver.url + "distinct"))
+
     def reset(self, receiver):
         http_post(receiver.url + "reset")
 
@@ -608,10 +612,9 @@ output:
                 beside = self.receiver(0, tag="forwarder")
                 forwarder = self.plain_forwarder(f"forwarder-{rate}-{keys}-{name}", topic,
                                                  warm, n, beside)
-                self.reset(beside)
             self.reset(receiver)
             self.produce_rate(topic, 3, first_seq=0, rate=rate, keys=keys)
-            wait_for(f"{name}'s warm-up records", lambda: self.stats(receiver)["distinct"] >= warm,
+            wait_for(f"{name}'s warm-up records", lambda: self.distinct(receiver) >= warm,
                      120, proc=proc)
             self.reset(receiver)
             if forwarder is not None:
@@ -623,7 +626,7 @@ output:
             self.produce_rate(topic, self.args.latency_seconds, first_seq=warm, rate=rate,
                               keys=keys)
             wait_for(f"{name}'s measured records",
-                     lambda: self.stats(receiver)["distinct"] >= n, 120, proc=proc)
+                     lambda: self.distinct(receiver) >= n, 120, proc=proc)
             stats = self.stats(receiver)
             if self.args.keep_arrivals:
                 # Every record's arrival (µs since the epoch), latency (µs), partition and
@@ -645,17 +648,13 @@ output:
                 out[name]["timing"] = timing_split(proc.log_path, measured_from)
             if forwarder is not None:
                 wait_for(f"{forwarder.name}'s measured records",
-                         lambda: self.stats(beside)["distinct"] >= n, 120, proc=forwarder)
+                         lambda: self.distinct(beside) >= n, 120, proc=forwarder)
                 forwarded = self.stats(beside)["latency_ms"]
                 self.plain_result(forwarder)
-                out[name]["forwarder"] = forwarded
-                out[name]["p99_minus_forwarder"] = round(out[name]["p99"] - forwarded["p99"], 1)
-                out[name]["p999_minus_forwarder"] = round(out[name]["p999"] - forwarded["p999"], 1)
+                beside_row(out[name], "forwarder", forwarded)
             if plain is not None:
                 floor = self.plain_result(plain)
-                out[name]["plain"] = floor
-                out[name]["p99_minus_plain"] = round(out[name]["p99"] - floor["p99"], 1)
-                out[name]["p999_minus_plain"] = round(out[name]["p999"] - floor["p999"], 1)
+                beside_row(out[name], "plain", floor)
                 out[name]["p99_ratio_to_plain"] = round(out[name]["p99"] / max(floor["p99"], 0.1), 2)
             log(f"latency {name}: {out[name]}")
         return out
@@ -730,7 +729,7 @@ output:
             self.reset(receiver)
             self.produce(topic, self.args.partitions * 10)
             wait_for(f"{name} to own every partition",
-                     lambda: self.stats(receiver)["distinct"] >= self.args.partitions * 10,
+                     lambda: self.distinct(receiver) >= self.args.partitions * 10,
                      120, proc=proc)
             # Settle (the warm-up records' commits, librdkafka's first statistics), then
             # the idle window: RSS sampled each second, CPU over the whole window.
@@ -875,7 +874,7 @@ output:
 
     def latency_matrix(self):
         """Issue 32: ours in every ordering mode beside a plain librdkafka consumer, at
-        --low-rate and --latency-rate, with 10 and --keys keys."""
+        --low-rate and --latency-rate, with 10 and --keys keys (or the --matrix-* ones)."""
         fast = self.receiver(0)
         kinds = self.kinds(fast.url, self.args.cap)
         modes = self.args.matrix_modes or ["partition", "key", "none"]
@@ -1168,6 +1167,14 @@ def cost_targets(r, args):
                          f"{v['cpu_pct_of_core']} %, {v['max_rss_mib']} MiB",
                          v["cpu_pct_of_core"] <= 0.5 and v["max_rss_mib"] <= 20))
     return rows
+
+
+def beside_row(row, label, floor):
+    """Puts `floor` (a consumer measured beside ours) into `row` as `label`, with ours'
+    p99 and p999 minus its own."""
+    row[label] = floor
+    for q in ("p99", "p999"):
+        row[f"{q}_minus_{label}"] = round(row[q] - floor[q], 1)
 
 
 def timing_split(log_path, since):

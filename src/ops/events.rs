@@ -117,7 +117,7 @@ pub fn attempt_finished(metrics: &Metrics, topic: &str, class: StatusClass, took
 }
 
 /// Target of [`record_timing`]'s event, enabled by `log.level: info,kws::timing=trace`.
-pub const TIMING_TARGET: &str = "kws::timing";
+const TIMING_TARGET: &str = "kws::timing";
 
 /// A record was acknowledged: where its time went, for finding what delays the slowest
 /// records (issue 32). Off unless its target is enabled at trace; then one line per record,

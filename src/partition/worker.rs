@@ -440,22 +440,29 @@ mod tests {
     use crate::delivery::fakes::{self, Scripted};
     use crate::delivery::OnFailure;
 
-    /// A partition queue holding `records`, remembering each stored offset.
+    /// A partition queue holding `records` (a test may push more while the worker runs),
+    /// remembering each stored offset; its position look-up blocks for `lookup_blocks`, as
+    /// rdkafka's `position()` does while librdkafka's main thread is busy.
     struct Queue {
-        records: VecDeque<Record>,
+        records: Arc<Mutex<VecDeque<Record>>>,
         stored: Arc<Mutex<Vec<i64>>>,
+        lookup_blocks: Duration,
     }
 
     impl PartitionSource for Queue {
         fn poll(&mut self, _now: Instant) -> Option<Result<Record, KafkaError>> {
-            self.records.pop_front().map(Ok)
+            self.records.lock().unwrap().pop_front().map(Ok)
         }
         fn store(&self, offset: i64) -> Result<(), KafkaError> {
             self.stored.lock().unwrap().push(offset);
             Ok(())
         }
         fn position_lookup(&self) -> crate::partition::PositionLookup {
-            Box::new(|| None)
+            let blocks = self.lookup_blocks;
+            Box::new(move || {
+                std::thread::sleep(blocks);
+                None
+            })
         }
         fn set_paused(&self, _: bool) -> Result<(), KafkaError> {
             Ok(())
@@ -468,10 +475,11 @@ mod tests {
         ordering: Ordering,
     ) -> (PartitionWorker<Queue, Scripted>, Arc<Mutex<Vec<i64>>>) {
         let stored = Arc::new(Mutex::new(Vec::new()));
-        let records = (0..count).map(keyed).collect();
+        let records = Arc::new(Mutex::new((0..count).map(keyed).collect()));
         let source = Queue {
             records,
             stored: stored.clone(),
+            lookup_blocks: Duration::ZERO,
         };
         (worker_on(source, transport, ordering), stored)
     }
@@ -569,32 +577,6 @@ mod tests {
         }
     }
 
-    /// A partition queue fed by a producer thread at a steady pace, whose position look-up
-    /// blocks like rdkafka's `position()` does while librdkafka's main thread is busy.
-    struct Paced {
-        records: Arc<Mutex<VecDeque<Record>>>,
-        lookup_blocks: Duration,
-    }
-
-    impl PartitionSource for Paced {
-        fn poll(&mut self, _now: Instant) -> Option<Result<Record, KafkaError>> {
-            self.records.lock().unwrap().pop_front().map(Ok)
-        }
-        fn store(&self, _: i64) -> Result<(), KafkaError> {
-            Ok(())
-        }
-        fn position_lookup(&self) -> crate::partition::PositionLookup {
-            let blocks = self.lookup_blocks;
-            Box::new(move || {
-                std::thread::sleep(blocks);
-                None
-            })
-        }
-        fn set_paused(&self, _: bool) -> Result<(), KafkaError> {
-            Ok(())
-        }
-    }
-
     /// Issue 32: a periodic task of the worker (the 1 s position look-up, which blocks for
     /// up to tens of milliseconds in librdkafka) held every record behind it. Here it blocks
     /// 1.5 s each time; a paced stream must still see no record wait over 1 s to be sent.
@@ -605,9 +587,10 @@ mod tests {
         const RECORDS: i64 = 120;
         const PACE: Duration = Duration::from_millis(25);
         for ordering in [Ordering::Partition, Ordering::Key, Ordering::None] {
-            let records = Arc::new(Mutex::new(VecDeque::new()));
-            let source = Paced {
-                records: records.clone(),
+            let (records, stored) = Default::default();
+            let source = Queue {
+                records: Arc::clone(&records),
+                stored: Arc::clone(&stored),
                 lookup_blocks: Duration::from_millis(1500),
             };
             let worker = worker_on(source, Scripted::new(vec![fakes::status(200)]), ordering);
@@ -635,16 +618,12 @@ mod tests {
             let pushed = tokio::task::spawn_blocking(move || producer.join().unwrap())
                 .await
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while deliverer.transport.sent().len() < RECORDS as usize {
-                assert!(
-                    Instant::now() < deadline,
-                    "{ordering:?}: not every record was sent"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            // Every record acknowledged and its offset stored, each sent once.
+            wait_stored(&stored, RECORDS).await;
             stop.cancel();
-            running.await.unwrap();
+            let exit = running.await.unwrap();
+            assert_eq!(exit.committable, Some(RECORDS), "{ordering:?}");
+            assert_eq!(deliverer.transport.sent().len(), RECORDS as usize);
             // The k-th send comes at most BOUND after the k-th record arrived when every
             // record is sent within BOUND of its arrival (sends may interleave in key and
             // none mode, so they are compared sorted).
