@@ -1065,6 +1065,7 @@ async fn plain_forwarder(
     > = std::collections::HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let until = tokio::time::Instant::from_std(deadline);
+    let mut cpu_at_first = None;
     let outcome = loop {
         if answered.load(Ordering::Relaxed) >= count {
             break Ok(());
@@ -1082,6 +1083,10 @@ async fn plain_forwarder(
         let Some(record) = next else {
             break Err(anyhow::anyhow!("the consumer stopped"));
         };
+        if cpu_at_first.is_none() && receiver_bodies::parse_seq(&record.3).unwrap_or(0) >= first_seq
+        {
+            cpu_at_first = Some(process_cpu_seconds());
+        }
         let queue = partitions.entry(record.0).or_insert_with(|| {
             let (queue, mut receive) = tokio::sync::mpsc::unbounded_channel::<Forwarded>();
             let (client, uri) = (client.clone(), uri.clone());
@@ -1116,7 +1121,11 @@ async fn plain_forwarder(
     }
     polling.await??;
     outcome?;
-    println!("{}", json!({"answered": answered.load(Ordering::Relaxed)}));
+    let measured_cpu_s = process_cpu_seconds() - cpu_at_first.unwrap_or(0.0);
+    println!(
+        "{}",
+        json!({"answered": answered.load(Ordering::Relaxed), "measured_cpu_s": measured_cpu_s})
+    );
     Ok(())
 }
 

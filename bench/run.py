@@ -650,8 +650,10 @@ output:
                 wait_for(f"{forwarder.name}'s measured records",
                          lambda: self.distinct(beside) >= n, 120, proc=forwarder)
                 forwarded = self.stats(beside)["latency_ms"]
-                self.plain_result(forwarder)
+                # CPU of librdkafka + hyper alone over the same measured records, beside ours.
+                fwd_cpu = self.plain_result(forwarder)["measured_cpu_s"]
                 beside_row(out[name], "forwarder", forwarded)
+                out[name]["forwarder_cpu_s_per_100k"] = round(fwd_cpu / n * 1e5, 2)
             if plain is not None:
                 floor = self.plain_result(plain)
                 beside_row(out[name], "plain", floor)
