@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::budget::BufferShare;
 use crate::config::Settings;
 use crate::delivery::flow::Flow;
 use crate::delivery::{deliverer, Deliverer, HttpClient};
@@ -20,7 +21,8 @@ use crate::lifecycle::Exit;
 use crate::ops::{admin, Health, Metrics};
 use crate::partition::WorkerSettings;
 
-/// Bytes a partition may hold in its buffer and in flight before it stops taking records.
+/// Bytes a partition may hold in its buffer and in flight before it stops taking records, at
+/// most (less when the memory budget's share for each assigned partition is smaller).
 const PARTITION_BUFFER_BYTES: usize = 4 << 20;
 
 /// Binds the admin server's address (before joining the group, so a port clash fails fast).
@@ -42,7 +44,11 @@ pub async fn run(
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Exit, Error> {
-    let metrics = Metrics::new();
+    let metrics = if settings.partition_metrics {
+        Metrics::new()
+    } else {
+        Metrics::new().per_topic()
+    };
     let health = Arc::new(Health::new(settings.kafka.session_timeout));
     let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(admin::serve(
@@ -73,18 +79,30 @@ pub async fn run(
         ordering: delivery.ordering,
         in_flight_cap: delivery.in_flight_cap,
         buffer_records,
-        buffer_bytes,
+        buffer: BufferShare::new(settings.kafka.memory_budget.as_u64(), buffer_bytes),
         batch: delivery.batch,
         pause_fetch_after: delivery.flow.pause_fetch_after,
     });
 
+    let subscribed = {
+        let kafka = settings.kafka.clone();
+        tokio::task::spawn_blocking(move || kafka::subscribed_partitions(&kafka))
+            .await
+            .unwrap_or(settings.kafka.topics.len())
+    };
     let consumer = kafka::create(
         &settings.kafka,
         deliverer,
         worker_settings,
         metrics.clone(),
         health.clone(),
+        subscribed,
     )?;
+    let positions_stop = CancellationToken::new();
+    let positions = tokio::spawn(kafka::follow_positions(
+        Arc::downgrade(&consumer),
+        positions_stop.clone(),
+    ));
     let pump_stop = CancellationToken::new();
     let (closed_tx, closed) = tokio::sync::oneshot::channel();
     let pump = kafka::pump::spawn(
@@ -108,6 +126,8 @@ pub async fn run(
         pump,
         pump_stop,
         closed,
+        positions,
+        positions_stop,
         health,
         metrics,
     };

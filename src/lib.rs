@@ -10,6 +10,8 @@
 //!
 //! - [`config`]: the YAML file's types (the reference docs), `${VAR}` interpolation,
 //!   durations, and validation into the runtime [`config::Settings`]. Pure.
+//! - [`budget`]: the one memory budget shared out between librdkafka's prefetch and the
+//!   partitions' buffers. Pure.
 //! - [`record`]: the owned record every stage passes along.
 //! - [`ops`]: metrics, the events that write a log line and a metric together, health,
 //!   the admin server (`/metrics`, `/healthz`, `/readyz`), the log subscriber.
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod delivery;
 pub mod error;

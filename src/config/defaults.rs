@@ -13,6 +13,9 @@ pub(crate) fn commit_interval() -> Duration {
 pub(crate) fn rebalance_drain_timeout() -> Duration {
     Duration::from_secs(10)
 }
+pub(crate) fn memory_budget() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(64)
+}
 pub(crate) fn fetch_linger() -> Duration {
     Duration::ZERO
 }
@@ -48,6 +51,9 @@ pub(crate) fn drain_timeout() -> Duration {
 }
 pub(crate) fn termination_grace_period() -> Duration {
     Duration::from_secs(30)
+}
+pub(crate) fn partition_metrics() -> bool {
+    true
 }
 pub(crate) fn admin_listen() -> String {
     "0.0.0.0:9464".into()

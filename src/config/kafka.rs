@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,13 @@ pub struct KafkaConfig {
     #[serde(default = "defaults::fetch_linger", with = "serde_text")]
     #[schemars(with = "String")]
     pub fetch_linger: Duration,
+    /// Bytes of records this member may hold at once, whatever the number of partitions it
+    /// owns (`64MiB`, `256MiB`, `1GiB`): half for librdkafka's prefetch, shared by every
+    /// partition of the subscribed topics, half for the records being delivered, shared by
+    /// the assigned partitions. A record larger than a partition's share still flows, alone.
+    #[serde(default = "defaults::memory_budget")]
+    #[schemars(with = "String")]
+    pub memory_budget: ByteSize,
     /// Extra librdkafka properties, passed through unchanged (SASL, TLS, fetch tuning).
     /// They override the values derived from the keys above.
     #[serde(default)]
@@ -98,6 +106,10 @@ pub enum OffsetReset {
 }
 /// librdkafka properties the sidecar sets itself: overriding them would break the
 /// commit-after-acknowledgement guarantee or the group identity.
+/// Below this the per-partition floors (one small fetch each) decide, not the budget.
+const MIN_MEMORY_BUDGET: ByteSize = ByteSize::mib(8);
+const MAX_MEMORY_BUDGET: ByteSize = ByteSize::gib(64);
+
 const RESERVED_PROPERTIES: [&str; 4] = [
     "enable.auto.offset.store",
     "enable.auto.commit",
@@ -136,6 +148,17 @@ impl KafkaConfig {
             return Err(invalid(
                 "kafka.fetch_linger",
                 "must be at most 1s (it is added to the latency of every record; a few ms is the useful range)",
+            ));
+        }
+        if self.memory_budget < MIN_MEMORY_BUDGET || self.memory_budget > MAX_MEMORY_BUDGET {
+            return Err(invalid(
+                "kafka.memory_budget",
+                format!(
+                    "is {}; give between {} and {} (e.g. `64MiB`)",
+                    self.memory_budget.display().iec(),
+                    MIN_MEMORY_BUDGET.display().iec(),
+                    MAX_MEMORY_BUDGET.display().iec()
+                ),
             ));
         }
         if self.commit_interval.is_zero() {

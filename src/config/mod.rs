@@ -103,6 +103,7 @@ impl Config {
                 auto_offset_reset: OffsetReset::default(),
                 rebalance_drain_timeout: defaults::rebalance_drain_timeout(),
                 fetch_linger: defaults::fetch_linger(),
+                memory_budget: defaults::memory_budget(),
                 properties: BTreeMap::new(),
             },
             delivery: DeliveryConfig {
@@ -197,6 +198,7 @@ impl Config {
             delivery,
             shutdown: self.shutdown.clone(),
             admin_listen,
+            partition_metrics: self.admin.partition_metrics,
             log: self.log.clone(),
         })
     }

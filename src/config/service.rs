@@ -42,12 +42,19 @@ pub struct AdminConfig {
     /// Listen address of `/metrics`, `/healthz`, `/readyz`. Port 0 picks a free port.
     #[serde(default = "defaults::admin_listen")]
     pub listen: String,
+    /// `false`: the per-partition gauges (`kws_consumer_lag_records`,
+    /// `kws_oldest_unacked_record_age_seconds`, `kws_partition_paused`) are exported per topic
+    /// instead, with `partition="all"`: the lag summed, the oldest age, the paused partitions
+    /// counted. For members that own hundreds of partitions (three series each otherwise).
+    #[serde(default = "defaults::partition_metrics")]
+    pub partition_metrics: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: defaults::admin_listen(),
+            partition_metrics: defaults::partition_metrics(),
         }
     }
 }

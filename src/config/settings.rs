@@ -22,6 +22,8 @@ pub struct Settings {
     pub shutdown: ShutdownConfig,
     /// Where the admin server (metrics, health) listens.
     pub admin_listen: SocketAddr,
+    /// Per-partition gauges (`true`) or per topic (`admin.partition_metrics: false`).
+    pub partition_metrics: bool,
     pub log: LogConfig,
 }
 

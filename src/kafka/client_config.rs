@@ -3,38 +3,23 @@
 
 use rdkafka::config::ClientConfig;
 
+use crate::budget::Prefetch;
 use crate::config::{BatchSettings, GroupProtocol, KafkaConfig, OffsetReset, Ordering};
 
 /// The librdkafka properties for the consumer: derived from the config (and the batch size
-/// and ordering, which set the prefetch), then the user's `kafka.properties` on top.
+/// and ordering, which set the prefetch, and the partitions of the subscribed topics, which
+/// share the memory budget's prefetch half), then the user's `kafka.properties` on top.
 pub fn consumer_config(
     kafka: &KafkaConfig,
     batch: Option<&BatchSettings>,
     ordering: Ordering,
+    partitions: usize,
 ) -> ClientConfig {
-    // Prefetch per partition (split queues): at most 512 KiB queued plus one 256 KiB fetch.
-    // Measured with bench/run.sh (12 partitions, 1 KiB records): 1024 KiB gave ~6% more
-    // records/s for ~6 MiB more peak RSS, 2048 KiB/1 MiB fetches ~10% more for ~18 MiB more.
-    // With batching one fetch holds a batch. In partition mode the queue holds two: the
-    // partition's next batch is read while its one batch is in flight (500-record batches of
-    // 1 KiB: 95k → 250k records/s; with a queue of one batch, 370k against 422k records/s
-    // after the fetch-wait fix). In key and none mode several batches per partition are in
-    // flight and the queue of one batch gave the same rate for 10–20 MiB less peak RSS
-    // (1M drains, 2 runs each: key 313/357k vs 291/354k, none 350/400k vs 409/333k).
-    let (queued_kbytes, fetch_bytes) = match batch {
-        None => (512, 256 << 10),
-        Some(batch) => {
-            let batches = if ordering == Ordering::Partition {
-                2
-            } else {
-                1
-            };
-            (
-                (batches * batch.max_bytes / 1024).max(512),
-                batch.max_bytes.max(256 << 10),
-            )
-        }
-    };
+    let prefetch = Prefetch::within(
+        kafka.memory_budget.as_u64(),
+        partitions,
+        full_speed_prefetch(batch, ordering),
+    );
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &kafka.bootstrap_servers)
@@ -54,8 +39,14 @@ pub fn consumer_config(
         )
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
-        .set("queued.max.messages.kbytes", queued_kbytes.to_string())
-        .set("max.partition.fetch.bytes", fetch_bytes.to_string())
+        .set(
+            "queued.max.messages.kbytes",
+            prefetch.queued_kbytes.to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            prefetch.fetch_bytes.to_string(),
+        )
         // When a partition's queue is full librdkafka postpones its next fetch by this much
         // (default 1 s): with a fast endpoint the queue drains long before that, and the
         // partition sat idle for the rest of the second (31k → 48k records/s when lowered).
@@ -122,6 +113,38 @@ pub fn consumer_config(
     client
 }
 
+/// The prefetch per partition (split queues) for full speed: at most 512 KiB queued plus one
+/// 256 KiB fetch.
+///
+/// Measured with bench/run.sh (12 partitions, 1 KiB records): 1024 KiB gave ~6% more
+/// records/s for ~6 MiB more peak RSS, 2048 KiB/1 MiB fetches ~10% more for ~18 MiB more.
+/// With batching one fetch holds a batch. In partition mode the queue holds two: the
+/// partition's next batch is read while its one batch is in flight (500-record batches of
+/// 1 KiB: 95k → 250k records/s; with a queue of one batch, 370k against 422k records/s
+/// after the fetch-wait fix). In key and none mode several batches per partition are in
+/// flight and the queue of one batch gave the same rate for 10–20 MiB less peak RSS
+/// (1M drains, 2 runs each: key 313/357k vs 291/354k, none 350/400k vs 409/333k).
+pub fn full_speed_prefetch(batch: Option<&BatchSettings>, ordering: Ordering) -> Prefetch {
+    let (queued_kbytes, fetch_bytes) = match batch {
+        None => (512, 256 << 10),
+        Some(batch) => {
+            let batches = if ordering == Ordering::Partition {
+                2
+            } else {
+                1
+            };
+            (
+                (batches * batch.max_bytes / 1024).max(512) as u64,
+                batch.max_bytes.max(256 << 10) as u64,
+            )
+        }
+    };
+    Prefetch {
+        queued_kbytes,
+        fetch_bytes,
+    }
+}
+
 /// The properties shared with the dead-letter producer: connection and security only.
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     const CONSUMER_ONLY: [&str; 4] = ["fetch.", "queued.", "partition.assignment", "group."];
@@ -173,19 +196,19 @@ mod tests {
     #[test]
     fn fetch_linger_sets_the_broker_wait_and_minimum() {
         let mut kafka = kafka();
-        let config = consumer_config(&kafka, None, Ordering::Key);
+        let config = consumer_config(&kafka, None, Ordering::Key, 12);
         // No linger: the broker answers at once when records are there, and holds an empty
         // fetch at most 100 ms (not librdkafka's 500 ms, which stalls partitions left out).
         assert_eq!(get(&config, "fetch.wait.max.ms"), Some("100"));
         assert_eq!(get(&config, "fetch.min.bytes"), None);
         kafka.fetch_linger = Duration::from_millis(5);
-        let config = consumer_config(&kafka, None, Ordering::Key);
+        let config = consumer_config(&kafka, None, Ordering::Key, 12);
         assert_eq!(get(&config, "fetch.wait.max.ms"), Some("5"));
         assert_eq!(get(&config, "fetch.min.bytes"), Some("1048576"));
         kafka
             .properties
             .insert("fetch.min.bytes".into(), "65536".into());
-        let config = consumer_config(&kafka, None, Ordering::Key);
+        let config = consumer_config(&kafka, None, Ordering::Key, 12);
         assert_eq!(
             get(&config, "fetch.min.bytes"),
             Some("65536"),
@@ -195,7 +218,7 @@ mod tests {
 
     #[test]
     fn consumer_stores_offsets_only_after_acknowledgement() {
-        let config = consumer_config(&kafka(), None, Ordering::Key);
+        let config = consumer_config(&kafka(), None, Ordering::Key, 12);
         assert_eq!(get(&config, "bootstrap.servers"), Some("broker:9092"));
         assert_eq!(get(&config, "group.id"), Some("orders-webhook"));
         assert_eq!(get(&config, "enable.auto.offset.store"), Some("false"));
@@ -217,7 +240,11 @@ mod tests {
 
     #[test]
     fn batching_sizes_the_prefetch_to_the_batches_read_ahead() {
-        let single = consumer_config(&kafka(), None, Ordering::Key);
+        // A budget that leaves the full-speed sizes alone at 12 partitions.
+        let mut kafka = kafka();
+        kafka.memory_budget = bytesize::ByteSize::mib(256);
+        let kafka = || kafka.clone();
+        let single = consumer_config(&kafka(), None, Ordering::Key, 12);
         assert_eq!(get(&single, "queued.max.messages.kbytes"), Some("512"));
         assert_eq!(get(&single, "max.partition.fetch.bytes"), Some("262144"));
         let batch = crate::config::BatchSettings {
@@ -226,11 +253,11 @@ mod tests {
             max_wait: std::time::Duration::from_millis(5),
             body: crate::config::BatchBody::JsonArray,
         };
-        let batched = consumer_config(&kafka(), Some(&batch), Ordering::Partition);
+        let batched = consumer_config(&kafka(), Some(&batch), Ordering::Partition, 12);
         assert_eq!(get(&batched, "queued.max.messages.kbytes"), Some("2048"));
         assert_eq!(get(&batched, "max.partition.fetch.bytes"), Some("1048576"));
         for ordering in [Ordering::Key, Ordering::None] {
-            let batched = consumer_config(&kafka(), Some(&batch), ordering);
+            let batched = consumer_config(&kafka(), Some(&batch), ordering, 12);
             assert_eq!(get(&batched, "queued.max.messages.kbytes"), Some("1024"));
             assert_eq!(get(&batched, "max.partition.fetch.bytes"), Some("1048576"));
         }
@@ -238,8 +265,29 @@ mod tests {
             max_bytes: 4096,
             ..batch
         };
-        let small = consumer_config(&kafka(), Some(&small), Ordering::Partition);
+        let small = consumer_config(&kafka(), Some(&small), Ordering::Partition, 12);
         assert_eq!(get(&small, "queued.max.messages.kbytes"), Some("512"));
+    }
+
+    #[test]
+    fn the_memory_budget_bounds_the_prefetch_of_every_subscribed_partition() {
+        let kafka = kafka();
+        assert_eq!(kafka.memory_budget, bytesize::ByteSize::mib(64));
+        let few = consumer_config(&kafka, None, Ordering::Key, 12);
+        assert_eq!(get(&few, "queued.max.messages.kbytes"), Some("512"));
+        let many = consumer_config(&kafka, None, Ordering::Key, 1000);
+        assert_eq!(get(&many, "queued.max.messages.kbytes"), Some("16"));
+        assert_eq!(get(&many, "max.partition.fetch.bytes"), Some("16777"));
+        let mut override_ = kafka.clone();
+        override_
+            .properties
+            .insert("queued.max.messages.kbytes".into(), "64".into());
+        let overridden = consumer_config(&override_, None, Ordering::Key, 1000);
+        assert_eq!(
+            get(&overridden, "queued.max.messages.kbytes"),
+            Some("64"),
+            "kafka.properties still win"
+        );
     }
 
     #[test]
@@ -248,7 +296,7 @@ mod tests {
         kafka.session_timeout = Duration::from_secs(6);
         assert_eq!(
             get(
-                &consumer_config(&kafka, None, Ordering::Key),
+                &consumer_config(&kafka, None, Ordering::Key, 12),
                 "heartbeat.interval.ms"
             ),
             Some("2000")
@@ -256,7 +304,7 @@ mod tests {
         kafka.session_timeout = Duration::from_secs(45);
         assert_eq!(
             get(
-                &consumer_config(&kafka, None, Ordering::Key),
+                &consumer_config(&kafka, None, Ordering::Key, 12),
                 "heartbeat.interval.ms"
             ),
             Some("3000")
@@ -264,7 +312,7 @@ mod tests {
         kafka.session_timeout = Duration::from_secs(1);
         assert_eq!(
             get(
-                &consumer_config(&kafka, None, Ordering::Key),
+                &consumer_config(&kafka, None, Ordering::Key, 12),
                 "heartbeat.interval.ms"
             ),
             Some("333")
@@ -278,7 +326,7 @@ mod tests {
         kafka.assignment_strategy = AssignmentStrategy::Roundrobin;
         kafka.auto_offset_reset = OffsetReset::Latest;
         kafka.commit_interval = Duration::from_millis(250);
-        let config = consumer_config(&kafka, None, Ordering::Key);
+        let config = consumer_config(&kafka, None, Ordering::Key, 12);
         assert_eq!(get(&config, "group.instance.id"), Some("pod-0"));
         assert_eq!(
             get(&config, "partition.assignment.strategy"),
@@ -292,7 +340,7 @@ mod tests {
     fn kip_848_leaves_assignment_and_session_to_the_broker() {
         let mut kafka = kafka();
         kafka.group_protocol = GroupProtocol::Consumer;
-        let config = consumer_config(&kafka, None, Ordering::Key);
+        let config = consumer_config(&kafka, None, Ordering::Key, 12);
         assert_eq!(get(&config, "group.protocol"), Some("consumer"));
         assert_eq!(get(&config, "partition.assignment.strategy"), None);
         assert_eq!(get(&config, "session.timeout.ms"), None);
@@ -308,7 +356,7 @@ mod tests {
         kafka
             .properties
             .insert("security.protocol".into(), "SASL_SSL".into());
-        let config = consumer_config(&kafka, None, Ordering::Key);
+        let config = consumer_config(&kafka, None, Ordering::Key, 12);
         assert_eq!(get(&config, "queued.max.messages.kbytes"), Some("2048"));
         assert_eq!(get(&config, "security.protocol"), Some("SASL_SSL"));
     }

@@ -87,6 +87,7 @@ impl ClientContext for SidecarContext {
             }
         }
         for (topic_name, topic) in &statistics.topics {
+            let mut topic_lag = None;
             for (partition, stats) in &topic.partitions {
                 if *partition < 0
                     || stats.consumer_lag_stored < 0
@@ -94,12 +95,19 @@ impl ClientContext for SidecarContext {
                 {
                     continue;
                 }
-                events::lag_observed(
-                    &self.metrics,
-                    topic_name,
-                    *partition,
-                    stats.consumer_lag_stored,
-                );
+                if self.metrics.per_partition {
+                    events::lag_observed(
+                        &self.metrics,
+                        topic_name,
+                        *partition,
+                        stats.consumer_lag_stored,
+                    );
+                } else {
+                    *topic_lag.get_or_insert(0) += stats.consumer_lag_stored;
+                }
+            }
+            if let Some(lag) = topic_lag {
+                events::topic_lag_observed(&self.metrics, topic_name, lag);
             }
         }
     }

@@ -19,7 +19,7 @@ use super::source::KafkaPartition;
 use crate::delivery::{Deliverer, Drain};
 use crate::ops::events;
 use crate::ops::{Health, Metrics};
-use crate::partition::{PartitionWorker, WorkerExit, WorkerSettings};
+use crate::partition::{PartitionWorker, PositionHint, WorkerExit, WorkerSettings};
 
 /// A partition: topic and number.
 pub type PartitionId = (Arc<str>, i32);
@@ -28,7 +28,17 @@ struct WorkerHandle {
     drain: Drain,
     join: JoinHandle<WorkerExit>,
     resets: ResetWatch,
+    position: Arc<PositionHint>,
+    wakeup: Arc<Notify>,
 }
+
+/// The workers running when a position look-up began: its answer is offered to them only
+/// (a partition revoked and assigned again meanwhile has a new worker, which may not have
+/// received every record below the old one's position).
+pub struct PositionTargets(HashMap<Arc<str>, HashMap<i32, Target>>);
+
+/// A worker's position hint and the notify that wakes it.
+type Target = (Arc<PositionHint>, Arc<Notify>);
 
 /// The partition workers of one consumer, keyed by partition.
 pub struct PartitionRegistry<C: ConsumerContext + 'static> {
@@ -44,6 +54,10 @@ pub struct PartitionRegistry<C: ConsumerContext + 'static> {
     pub instance_id: String,
     pub metrics: Metrics,
     pub health: Arc<Health>,
+    /// The subscribed topics' partitions when the consumer was created: librdkafka's
+    /// prefetch is sized to share the memory budget among that many.
+    pub prefetch_partitions: usize,
+    warned_over_prefetch: std::sync::atomic::AtomicBool,
 }
 
 impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
@@ -57,6 +71,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         instance_id: String,
         metrics: Metrics,
         health: Arc<Health>,
+        prefetch_partitions: usize,
     ) -> Self {
         Self {
             runtime,
@@ -69,6 +84,8 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             instance_id,
             metrics,
             health,
+            prefetch_partitions,
+            warned_over_prefetch: Default::default(),
         }
     }
 
@@ -124,6 +141,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             return;
         };
         let wakeup = Arc::new(Notify::new());
+        let position = Arc::new(PositionHint::default());
         let notify = wakeup.clone();
         queue.set_nonempty_callback(move || notify.notify_one());
         let drain = Drain::default();
@@ -139,7 +157,8 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
                 resets: resets.clone(),
                 metrics: self.metrics.clone(),
             },
-            wakeup,
+            wakeup: wakeup.clone(),
+            position: position.clone(),
             deliverer: self.deliverer.clone(),
             settings: self.settings.clone(),
             drain: drain.clone(),
@@ -147,15 +166,76 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             health: self.health.clone(),
         };
         let join = self.runtime.spawn(worker.run());
-        self.workers().insert(
-            id,
-            WorkerHandle {
-                drain,
-                join,
-                resets,
-            },
-        );
+        let assigned = {
+            let mut workers = self.workers();
+            workers.insert(
+                id,
+                WorkerHandle {
+                    drain,
+                    join,
+                    resets,
+                    position,
+                    wakeup,
+                },
+            );
+            workers.len()
+        };
+        self.assigned(assigned);
         events::partition_started(&self.metrics);
+    }
+
+    /// The number of assigned partitions changed: re-share the workers' half of the memory
+    /// budget; warn once when librdkafka's prefetch was sized for fewer partitions (topics
+    /// gained partitions after start-up).
+    fn assigned(&self, partitions: usize) {
+        self.settings.buffer.assigned(partitions);
+        if partitions > self.prefetch_partitions
+            && !self
+                .warned_over_prefetch
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!(
+                assigned = partitions,
+                sized_for = self.prefetch_partitions,
+                "More partitions assigned than the subscribed topics had at start-up: librdkafka's prefetch may exceed its half of kafka.memory_budget until the sidecar restarts"
+            );
+        }
+    }
+
+    /// The running workers, before a position look-up.
+    pub fn position_targets(&self) -> PositionTargets {
+        let mut targets: HashMap<Arc<str>, HashMap<i32, _>> = HashMap::new();
+        for ((topic, partition), handle) in self.workers().iter() {
+            targets
+                .entry(topic.clone())
+                .or_default()
+                .insert(*partition, (handle.position.clone(), handle.wakeup.clone()));
+        }
+        PositionTargets(targets)
+    }
+
+    /// Whether no worker runs (nothing to look up).
+    pub fn is_idle(&self) -> bool {
+        self.workers().is_empty()
+    }
+
+    /// Offers each target its position from `positions` (the look-up's answer); wakes only
+    /// the workers whose position moved past what they stored.
+    pub fn offer_positions(&self, targets: &PositionTargets, positions: &TopicPartitionList) {
+        for element in positions.elements() {
+            let Some((hint, wakeup)) = targets
+                .0
+                .get(element.topic())
+                .and_then(|partitions| partitions.get(&element.partition()))
+            else {
+                continue;
+            };
+            if let Offset::Offset(position) = element.offset() {
+                if hint.offer(position) {
+                    wakeup.notify_one();
+                }
+            }
+        }
     }
 
     /// Stops the given partitions' workers (all when `None`), waits until `deadline` for
@@ -190,6 +270,8 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
                 }
             };
             events::partition_stopped(&self.metrics);
+            let assigned = self.workers().len();
+            self.settings.buffer.assigned(assigned);
             match exit {
                 Ok(exit) => exits.push((id, exit.committable)),
                 Err(join_error) => {

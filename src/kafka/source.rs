@@ -14,7 +14,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::offset_reset::ResetWatch;
 use crate::ops::events;
 use crate::ops::Metrics;
-use crate::partition::{PartitionSource, PositionLookup};
+use crate::partition::PartitionSource;
 use crate::record::Record;
 
 /// One partition's split queue and the consumer that stores its offsets. Holding the
@@ -39,25 +39,6 @@ impl<C: ConsumerContext + 'static> PartitionSource for KafkaPartition<C> {
             }
             record
         }))
-    }
-
-    fn position_lookup(&self) -> PositionLookup {
-        // librdkafka's application position: one past the last record handed out from this
-        // partition's queue, moved past control records (transaction markers) as the queue is
-        // served. Only this worker serves the queue, so every record below was polled.
-        // rdkafka's `position()` first asks librdkafka's main thread for the assignment and
-        // waits for the answer: 3-47 ms measured when that thread was busy (issue 32), which
-        // on a runtime thread stalled every partition's deliveries.
-        let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let partition = self.partition;
-        Box::new(move || {
-            let positions = consumer.position().ok()?;
-            match positions.find_partition(&topic, partition)?.offset() {
-                Offset::Offset(offset) => Some(offset),
-                _ => None,
-            }
-        })
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), KafkaError> {

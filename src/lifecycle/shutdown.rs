@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::Deadline;
 use crate::kafka::{commit, SidecarConsumer};
@@ -35,6 +35,9 @@ pub struct Running {
     pub pump_stop: CancellationToken,
     /// Fires when the pump closed the consumer.
     pub closed: oneshot::Receiver<()>,
+    /// The position look-up task ([`crate::kafka::follow_positions`]) and its stop.
+    pub positions: tokio::task::JoinHandle<()>,
+    pub positions_stop: CancellationToken,
     pub health: Arc<Health>,
     pub metrics: Metrics,
 }
@@ -49,10 +52,20 @@ pub async fn shutdown(running: Running, drain_timeout: Duration, budget: Duratio
         pump,
         pump_stop,
         closed,
+        positions,
+        positions_stop,
         health,
         metrics,
     } = running;
     health.begin_shutdown();
+    // No look-up while partitions drain; one in progress ends within a local call.
+    positions_stop.cancel();
+    if tokio::time::timeout_at(deadline.at(), positions)
+        .await
+        .is_err()
+    {
+        warn!("A position look-up did not finish before the shutdown deadline");
+    }
     let registry = &consumer.context().registry;
     let paused = registry.pause_all(&consumer);
     info!(

@@ -438,6 +438,14 @@ pub fn lag_observed(metrics: &Metrics, topic: &str, partition: i32, lag: i64) {
         .set(lag);
 }
 
+/// The same, summed over the topic's assigned partitions (per-topic series).
+pub fn topic_lag_observed(metrics: &Metrics, topic: &str, lag: i64) {
+    metrics
+        .consumer_lag
+        .with_label_values(&[topic, crate::ops::metrics::ALL_PARTITIONS])
+        .set(lag);
+}
+
 /// The shutdown drain finished (or hit its limit).
 pub fn shutdown_drained(metrics: &Metrics, partitions: usize, took: Duration) {
     metrics.shutdown_drain.observe(took.as_secs_f64());
@@ -453,26 +461,45 @@ pub fn shutdown_drained(metrics: &Metrics, partitions: usize, took: Duration) {
 pub struct PartitionMetrics {
     metrics: Metrics,
     topic: String,
+    /// The partition number as a label value (`all` with per-topic series).
     partition: String,
+    number: i32,
     received: IntCounter,
-    oldest_unacked_age: Gauge,
+    /// The partition's own age gauge; `None` with per-topic series (see [`Metrics::heads`]).
+    oldest_unacked_age: Option<Gauge>,
+    /// The partition's own paused gauge, or its topic's count with per-topic series.
     paused: IntGauge,
+    is_paused: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionMetrics {
-    pub fn new(metrics: &Metrics, topic: &str, partition: i32) -> Self {
-        let partition = partition.to_string();
+    pub fn new(metrics: &Metrics, topic: &str, number: i32) -> Self {
+        let partition = metrics.partition_label(number);
+        let oldest_unacked_age = if metrics.per_partition {
+            Some(
+                metrics
+                    .oldest_unacked_age
+                    .with_label_values(&[topic, &partition]),
+            )
+        } else {
+            metrics
+                .lock_heads()
+                .entry(topic.to_string())
+                .or_default()
+                .insert(number, 0.0);
+            None
+        };
         Self {
             received: metrics.records_received.with_label_values(&[topic]),
-            oldest_unacked_age: metrics
-                .oldest_unacked_age
-                .with_label_values(&[topic, &partition]),
+            oldest_unacked_age,
             paused: metrics
                 .partition_paused
                 .with_label_values(&[topic, &partition]),
+            is_paused: std::sync::atomic::AtomicBool::new(false),
             metrics: metrics.clone(),
             topic: topic.to_string(),
             partition,
+            number,
         }
     }
 
@@ -483,17 +510,39 @@ impl PartitionMetrics {
 
     /// The head-of-line signal: how long the oldest unacknowledged record has waited.
     pub fn head_of_line(&self, age: Duration) {
-        self.oldest_unacked_age.set(age.as_secs_f64());
+        match &self.oldest_unacked_age {
+            Some(gauge) => gauge.set(age.as_secs_f64()),
+            None => {
+                if let Some(partitions) = self.metrics.lock_heads().get_mut(&self.topic) {
+                    partitions.insert(self.number, age.as_secs_f64());
+                }
+            }
+        }
     }
 
-    /// The partition left this member: drop its per-partition series.
+    /// The partition left this member: drop its per-partition series (with per-topic series,
+    /// the topic's when it was the topic's last partition here).
     pub fn forget(&self) {
-        if self.paused.get() == 1 {
+        if self.is_paused.load(std::sync::atomic::Ordering::Relaxed) {
             // Left paused for shutdown (the consumer closes paused): no longer this worker's.
             self.metrics
                 .paused_partitions
                 .with_label_values(&[PauseReason::HeadOfLine.label()])
                 .dec();
+            if !self.metrics.per_partition {
+                self.paused.dec();
+            }
+        }
+        if !self.metrics.per_partition {
+            let mut heads = self.metrics.lock_heads();
+            let last = heads.get_mut(&self.topic).is_none_or(|partitions| {
+                partitions.remove(&self.number);
+                partitions.is_empty()
+            });
+            if !last {
+                return;
+            }
+            heads.remove(&self.topic);
         }
         let labels = [self.topic.as_str(), self.partition.as_str()];
         let _ = self.metrics.consumer_lag.remove_label_values(&labels);
@@ -506,7 +555,9 @@ impl PartitionMetrics {
     pub fn fetch_paused(&self, head: i64, waited: Duration, result: Result<(), &str>) {
         match result {
             Ok(()) => {
-                self.paused.set(1);
+                self.is_paused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.paused.inc();
                 self.metrics
                     .paused_partitions
                     .with_label_values(&[PauseReason::HeadOfLine.label()])
@@ -527,8 +578,10 @@ impl PartitionMetrics {
 
     /// Fetching resumed (the partition moved, or its worker stops).
     pub fn fetch_resumed(&self, result: Result<(), &str>) {
-        if self.paused.get() == 1 {
-            self.paused.set(0);
+        if self.is_paused.load(std::sync::atomic::Ordering::Relaxed) {
+            self.is_paused
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.paused.dec();
             self.metrics
                 .paused_partitions
                 .with_label_values(&[PauseReason::HeadOfLine.label()])
@@ -671,5 +724,78 @@ pub fn oauth2_token_requested(
             "Fetched an OAuth2 access token"
         ),
         Err(error) => warn!(token_url, error, "OAuth2 token request failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+            .collect()
+    }
+
+    #[test]
+    fn per_topic_series_fold_the_partitions_of_a_topic() {
+        let metrics = Metrics::new().per_topic();
+        let zero = PartitionMetrics::new(&metrics, "orders", 0);
+        let one = PartitionMetrics::new(&metrics, "orders", 1);
+        zero.head_of_line(Duration::from_secs(2));
+        one.head_of_line(Duration::from_secs(5));
+        one.fetch_paused(7, Duration::from_secs(5), Ok(()));
+        topic_lag_observed(&metrics, "orders", 40);
+        let text = metrics.render();
+        assert_eq!(
+            series(&text, "kws_oldest_unacked_record_age_seconds"),
+            ["kws_oldest_unacked_record_age_seconds{partition=\"all\",topic=\"orders\"} 5"]
+        );
+        assert_eq!(
+            series(&text, "kws_partition_paused"),
+            ["kws_partition_paused{partition=\"all\",topic=\"orders\"} 1"]
+        );
+        assert_eq!(
+            series(&text, "kws_consumer_lag_records"),
+            ["kws_consumer_lag_records{partition=\"all\",topic=\"orders\"} 40"]
+        );
+        one.fetch_resumed(Ok(()));
+        one.forget();
+        let text = metrics.render();
+        assert_eq!(
+            series(&text, "kws_oldest_unacked_record_age_seconds"),
+            ["kws_oldest_unacked_record_age_seconds{partition=\"all\",topic=\"orders\"} 2"],
+            "the other partition's age"
+        );
+        assert_eq!(
+            series(&text, "kws_partition_paused"),
+            ["kws_partition_paused{partition=\"all\",topic=\"orders\"} 0"]
+        );
+        zero.forget();
+        let text = metrics.render();
+        for name in [
+            "kws_oldest_unacked_record_age_seconds",
+            "kws_partition_paused",
+            "kws_consumer_lag_records",
+        ] {
+            assert!(
+                series(&text, name).is_empty(),
+                "{name} after the last partition left"
+            );
+        }
+    }
+
+    #[test]
+    fn per_partition_series_are_the_default() {
+        let metrics = Metrics::new();
+        let zero = PartitionMetrics::new(&metrics, "orders", 0);
+        zero.head_of_line(Duration::from_secs(2));
+        let text = metrics.render();
+        assert_eq!(
+            series(&text, "kws_oldest_unacked_record_age_seconds"),
+            ["kws_oldest_unacked_record_age_seconds{partition=\"0\",topic=\"orders\"} 2"]
+        );
+        zero.forget();
+        assert!(series(&metrics.render(), "kws_oldest_unacked_record_age_seconds").is_empty());
     }
 }

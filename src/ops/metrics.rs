@@ -1,15 +1,27 @@
 //! Prometheus metrics, all under the `kws_` namespace, with label values from bounded sets
 //! only: topic (configured), partition (assigned), outcome, status class, kind.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
+/// The `partition` label of per-topic series (`admin.partition_metrics: false`).
+pub const ALL_PARTITIONS: &str = "all";
+
 /// Every metric the sidecar exports.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// Per-partition gauges (`true`, the default) or one series per topic with
+    /// `partition="all"` (`admin.partition_metrics: false`).
+    pub per_partition: bool,
+    /// Per topic, each assigned partition's head-of-line age in seconds (per-topic series
+    /// only), folded into the topic's `kws_oldest_unacked_record_age_seconds` when scraped.
+    pub heads: Arc<Mutex<HashMap<String, HashMap<i32, f64>>>>,
     /// Records taken from Kafka.
     pub records_received: IntCounterVec,
     /// Records disposed of, by outcome: success, dead_lettered, dropped.
@@ -267,11 +279,46 @@ impl Metrics {
                 17,
             ),
             registry,
+            per_partition: true,
+            heads: Arc::default(),
+        }
+    }
+
+    /// One series per topic for the per-partition gauges (`admin.partition_metrics: false`).
+    pub fn per_topic(mut self) -> Self {
+        self.per_partition = false;
+        self
+    }
+
+    /// [`Self::heads`], locked (a panic while holding it leaves whole entries only).
+    pub fn lock_heads(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<i32, f64>>> {
+        self.heads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The label value of `partition` in the per-partition gauges.
+    pub fn partition_label(&self, partition: i32) -> String {
+        if self.per_partition {
+            partition.to_string()
+        } else {
+            ALL_PARTITIONS.to_string()
         }
     }
 
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if !self.per_partition {
+            // Each topic's oldest head-of-line age, folded from its partitions now.
+            let heads = self.lock_heads();
+            self.oldest_unacked_age.reset();
+            for (topic, partitions) in heads.iter() {
+                let oldest = partitions.values().copied().fold(0.0, f64::max);
+                self.oldest_unacked_age
+                    .with_label_values(&[topic, ALL_PARTITIONS])
+                    .set(oldest);
+            }
+        }
         let mut buffer = String::new();
         let encoder = prometheus::TextEncoder::new();
         if let Err(error) = encoder.encode_utf8(&self.registry.gather(), &mut buffer) {

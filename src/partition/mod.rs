@@ -14,11 +14,8 @@ pub mod pause;
 pub mod scheduler;
 pub mod worker;
 
+pub use offsets::PositionHint;
 pub use worker::{PartitionWorker, WorkerExit, WorkerSettings};
-
-/// A position look-up to run off the runtime threads (see
-/// [`PartitionSource::position_lookup`]).
-pub type PositionLookup = Box<dyn FnOnce() -> Option<i64> + Send + 'static>;
 
 /// Where a worker takes its partition's records from and stores its committable offset.
 pub trait PartitionSource: Send + 'static {
@@ -28,12 +25,6 @@ pub trait PartitionSource: Send + 'static {
     /// Stores the committable offset (the lowest unacknowledged); the consumer commits it
     /// on its next commit.
     fn store(&self, offset: i64) -> Result<(), KafkaError>;
-    /// A look-up of the offset of the next record the source will hand out (past any records
-    /// it skips itself, such as transaction markers), if known. Every record below it was
-    /// already returned by [`poll`](Self::poll) when the look-up was made. It may block (for
-    /// Kafka it waits for librdkafka's main thread), so the worker runs it on the blocking
-    /// pool, never on a runtime thread.
-    fn position_lookup(&self) -> PositionLookup;
     /// Pauses (`true`) or resumes fetching of this partition. Records already handed out are
     /// kept by the worker; the source resumes at the next record not yet handed out.
     fn set_paused(&self, paused: bool) -> Result<(), KafkaError>;

@@ -1,8 +1,10 @@
 //! Offset watermark tracking for one partition: the committable offset is always the lowest
 //! offset received but not yet acknowledged (or one past the last received when all are
-//! acknowledged), whatever order acknowledgements arrive in. Pure, no I/O.
+//! acknowledged), whatever order acknowledgements arrive in. Pure, no I/O. Also the slot the
+//! consumer's position look-up offers a partition's position in ([`PositionHint`]).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 /// Tracks the records of one partition between receipt and acknowledgement.
@@ -99,6 +101,53 @@ impl OffsetTracker {
     /// Received but not acknowledged.
     pub fn unacknowledged(&self) -> usize {
         self.pending.iter().filter(|(_, acked, _)| !acked).count()
+    }
+}
+
+/// The partition's position in the consumer, offered by the consumer's one position
+/// look-up for the whole assignment (librdkafka moves it past transaction markers and
+/// aborted records, which never reach the worker as records), taken by the worker when it
+/// wakes. The worker publishes what it stored, so a look-up wakes only the workers whose
+/// position moved past it: an idle partition is never woken.
+#[derive(Debug)]
+pub struct PositionHint {
+    offered: AtomicI64,
+    stored: AtomicI64,
+}
+
+/// No offset (offsets are never negative).
+const NONE: i64 = i64::MIN;
+
+impl Default for PositionHint {
+    fn default() -> Self {
+        Self {
+            offered: AtomicI64::new(NONE),
+            stored: AtomicI64::new(NONE),
+        }
+    }
+}
+
+impl PositionHint {
+    /// Offers the position a look-up found. Every record below it must have been handed to
+    /// this hint's worker when the look-up was made (the look-up began while this worker
+    /// ran). Returns whether the worker should be woken to take it: it is past what the
+    /// worker stored and not offered already.
+    pub fn offer(&self, position: i64) -> bool {
+        if position <= self.stored.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.offered.fetch_max(position, Ordering::Relaxed) < position
+    }
+
+    /// The position offered since the last take, if any.
+    pub fn take(&self) -> Option<i64> {
+        let offered = self.offered.swap(NONE, Ordering::Relaxed);
+        (offered != NONE).then_some(offered)
+    }
+
+    /// The worker stored `offset`.
+    pub fn stored(&self, offset: i64) {
+        self.stored.store(offset, Ordering::Relaxed);
     }
 }
 
@@ -204,5 +253,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_position_hint_wakes_only_for_a_new_position_past_the_stored_offset() {
+        let hint = PositionHint::default();
+        assert_eq!(hint.take(), None);
+        assert!(hint.offer(5), "nothing stored yet");
+        assert!(!hint.offer(5), "offered already");
+        assert!(!hint.offer(4), "behind what was offered");
+        assert!(hint.offer(6));
+        assert_eq!(hint.take(), Some(6));
+        assert_eq!(hint.take(), None);
+        hint.stored(6);
+        assert!(
+            !hint.offer(6),
+            "the worker stored it: an idle partition is not woken"
+        );
+        assert!(!hint.offer(3));
+        assert!(hint.offer(9), "markers moved the position on");
+        assert_eq!(hint.take(), Some(9));
     }
 }

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn, Instrument};
 
-use super::offsets::OffsetTracker;
+use super::offsets::{OffsetTracker, PositionHint};
 use super::pause::{PauseChange, PauseControl};
 use super::scheduler::{Key, Scheduler};
 use super::PartitionSource;
+use crate::budget::BufferShare;
 use crate::config::{BatchSettings, Ordering};
 use crate::delivery::{Deliverer, Disposition, Drain, HttpClient, Transport};
 use crate::format::batch;
@@ -36,6 +37,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// How often the head-of-line record's age is published and the pause decision taken, while
+/// a record is unacknowledged.
+const HEAD_CHECK: Duration = Duration::from_secs(1);
+
 /// How often a fenced worker checks whether it may deliver again.
 const FENCE_RECHECK: Duration = Duration::from_millis(100);
 
@@ -45,9 +50,10 @@ pub struct WorkerSettings {
     pub in_flight_cap: usize,
     /// Records buffered beyond those in flight (lets key mode find a free key).
     pub buffer_records: usize,
-    /// Bytes held (buffered and in flight) before the worker stops taking records; at least
-    /// one record is always taken, however large.
-    pub buffer_bytes: usize,
+    /// Bytes held (buffered and in flight) before the worker stops taking records: this
+    /// partition's share of the memory budget, which follows the assignment. At least one
+    /// record is always taken, however large.
+    pub buffer: BufferShare,
     /// Batching limits; `None` = one record per request.
     pub batch: Option<BatchSettings>,
     /// Pause fetching after the head waited this long with no progress; `None` = never.
@@ -66,8 +72,10 @@ pub struct PartitionWorker<S, T = HttpClient> {
     pub topic: Arc<str>,
     pub partition: i32,
     pub source: S,
-    /// Notified when the source gets records.
+    /// Notified when the source gets records, or its position hint an offer.
     pub wakeup: Arc<Notify>,
+    /// The partition's position, offered by the consumer's position look-up.
+    pub position: Arc<PositionHint>,
     pub deliverer: Arc<Deliverer<T>>,
     pub settings: Arc<WorkerSettings>,
     pub drain: Drain,
@@ -117,15 +125,15 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             Scheduler::new(self.settings.ordering, self.settings.in_flight_cap);
         let mut tracker = OffsetTracker::new();
         let mut deliveries: JoinSet<Completed> = JoinSet::new();
-        // The position look-up in progress, if any (at most one).
-        let mut position: JoinSet<Option<i64>> = JoinSet::new();
         let mut bytes = Footprint::default();
         let (settled_sender, mut settled) = mpsc::unbounded_channel::<(i64, Disposition)>();
         let mut draining = false;
         let mut stored: Option<i64> = None;
         let mut pause = PauseControl::new(self.settings.pause_fetch_after, Instant::now());
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The head-of-line check (age gauge, pause decision): armed only while a record is
+        // unacknowledged, so an idle partition has no timer at all.
+        let mut check = std::pin::pin!(tokio::time::sleep(HEAD_CHECK));
+        let mut check_armed = false;
 
         loop {
             // The drain begins here, before anything is polled or started, whatever woke the
@@ -142,6 +150,13 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                     in_flight = deliveries.len(),
                     "Draining partition"
                 );
+            }
+
+            // Trailing transaction markers and aborted records never reach us as records:
+            // follow the consumer's position past them, or the committed offset would stay
+            // below the end (lag tools would show phantom lag forever).
+            if let Some(position) = self.position.take() {
+                tracker.advance_to(position);
             }
 
             // Take what the partition queue holds, up to the buffer bounds.
@@ -216,10 +231,23 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                     warn!(offset = committable, %error, "Could not store offset");
                 }
                 stored = Some(committable);
+                self.position.stored(committable);
             }
 
             if draining && deliveries.is_empty() {
                 break;
+            }
+
+            match (tracker.oldest_unacknowledged().is_some(), check_armed) {
+                (true, false) => {
+                    check.as_mut().reset((Instant::now() + HEAD_CHECK).into());
+                    check_armed = true;
+                }
+                (false, true) => {
+                    check_armed = false;
+                    partition_metrics.head_of_line(Duration::ZERO);
+                }
+                _ => {}
             }
 
             let room = !draining && self.has_room(&scheduler, bytes.held);
@@ -260,20 +288,9 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 _ = self.wakeup.notified(), if room => {}
                 _ = sleep_until(batch_due), if batch_due.is_some() => {}
                 _ = tokio::time::sleep(FENCE_RECHECK), if fenced => {}
-                Some(looked_up) = position.join_next() => {
-                    if let Ok(Some(position)) = looked_up {
-                        tracker.advance_to(position);
-                    }
-                }
-                _ = tick.tick() => {
-                    // Trailing transaction markers never reach us as records: follow the
-                    // consumer's position past them, or the committed offset would stay
-                    // below the end (lag tools would show phantom lag forever). The look-up
-                    // blocks, so it runs on the blocking pool, one at a time; its answer
-                    // arrives as an event above.
-                    if position.is_empty() {
-                        position.spawn_blocking(self.source.position_lookup());
-                    }
+                _ = &mut check, if check_armed => {
+                    // Re-armed above while a record is still unacknowledged.
+                    check_armed = false;
                     let age = tracker
                         .oldest_unacknowledged()
                         .map_or(Duration::ZERO, |(_, at)| Instant::now().duration_since(at));
@@ -285,11 +302,6 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
                 }
             }
         }
-
-        // A position look-up still running holds the consumer: let it finish (one local
-        // librdkafka call), so the consumer is closed by whoever drops the last reference on
-        // purpose, not by a blocking thread the shutdown does not wait for.
-        while position.join_next().await.is_some() {}
 
         // librdkafka keeps a partition paused across re-assignment: never leave it paused for
         // its next owner here (unless the whole consumer is paused for shutdown).
@@ -375,7 +387,8 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
             let oldest = scheduler.front()?.received_at;
             // The cap, and the memory bound: another batch only while the bytes held (records
             // and the bodies in flight) are within the buffer.
-            let over_memory = scheduler.in_flight() > 0 && bytes.held >= self.settings.buffer_bytes;
+            let over_memory =
+                scheduler.in_flight() > 0 && bytes.held >= self.settings.buffer.bytes();
             if scheduler.in_flight() >= scheduler.cap() || over_memory {
                 return None;
             }
@@ -423,7 +436,7 @@ impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
     fn has_room(&self, scheduler: &Scheduler<Record>, held_bytes: usize) -> bool {
         let waiting = scheduler.waiting();
         waiting < self.settings.buffer_records
-            && (held_bytes < self.settings.buffer_bytes
+            && (held_bytes < self.settings.buffer.bytes()
                 || (waiting == 0 && scheduler.in_flight() == 0))
     }
 }
@@ -441,12 +454,10 @@ mod tests {
     use crate::delivery::OnFailure;
 
     /// A partition queue holding `records` (a test may push more while the worker runs),
-    /// remembering each stored offset; its position look-up blocks for `lookup_blocks`, as
-    /// rdkafka's `position()` does while librdkafka's main thread is busy.
+    /// remembering each stored offset.
     struct Queue {
         records: Arc<Mutex<VecDeque<Record>>>,
         stored: Arc<Mutex<Vec<i64>>>,
-        lookup_blocks: Duration,
     }
 
     impl PartitionSource for Queue {
@@ -456,13 +467,6 @@ mod tests {
         fn store(&self, offset: i64) -> Result<(), KafkaError> {
             self.stored.lock().unwrap().push(offset);
             Ok(())
-        }
-        fn position_lookup(&self) -> crate::partition::PositionLookup {
-            let blocks = self.lookup_blocks;
-            Box::new(move || {
-                std::thread::sleep(blocks);
-                None
-            })
         }
         fn set_paused(&self, _: bool) -> Result<(), KafkaError> {
             Ok(())
@@ -479,7 +483,6 @@ mod tests {
         let source = Queue {
             records,
             stored: stored.clone(),
-            lookup_blocks: Duration::ZERO,
         };
         (worker_on(source, transport, ordering), stored)
     }
@@ -504,13 +507,14 @@ mod tests {
             partition: 2,
             source,
             wakeup: Arc::new(Notify::new()),
+            position: Arc::default(),
             metrics: deliverer.metrics.clone(),
             deliverer,
             settings: Arc::new(WorkerSettings {
                 ordering,
                 in_flight_cap: 4,
                 buffer_records: 16,
-                buffer_bytes: 1 << 20,
+                buffer: BufferShare::new(64 << 20, 1 << 20),
                 batch: None,
                 pause_fetch_after: None,
             }),
@@ -577,10 +581,12 @@ mod tests {
         }
     }
 
-    /// Issue 32: a periodic task of the worker (the 1 s position look-up, which blocks for
-    /// up to tens of milliseconds in librdkafka) held every record behind it. Here it blocks
-    /// 1.5 s each time; a paced stream must still see no record wait over 1 s to be sent.
-    /// On a runtime thread the look-up stalls the worker for the whole 1.5 s.
+    /// Issue 32: a periodic task of the worker (then a 1 s position look-up, which blocked
+    /// for up to tens of milliseconds in librdkafka) held every record behind it. The
+    /// look-up now runs once for the whole assignment, off the worker; the worker's own
+    /// periodic work (the 1 s head-of-line check, armed while records are unacknowledged,
+    /// as here throughout) must hold no record of a paced stream: none waits over 1 s to be
+    /// sent (a worker that blocked in the check would hold them for its whole duration).
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn no_record_of_a_paced_stream_waits_behind_a_periodic_task() {
         const BOUND: Duration = Duration::from_secs(1);
@@ -591,7 +597,6 @@ mod tests {
             let source = Queue {
                 records: Arc::clone(&records),
                 stored: Arc::clone(&stored),
-                lookup_blocks: Duration::from_millis(1500),
             };
             let worker = worker_on(source, Scripted::new(vec![fakes::status(200)]), ordering);
             let (stop, deliverer, wakeup) = (
@@ -642,6 +647,27 @@ mod tests {
                 .collect();
             assert!(late.is_empty(), "{ordering:?}: records waited {late:?}");
         }
+    }
+
+    /// Trailing transaction markers: the records are acknowledged, then the consumer's
+    /// position look-up finds the partition three offsets further on (a commit marker and
+    /// an aborted transaction's two records, never handed out): the worker stores it.
+    #[tokio::test]
+    async fn an_offered_position_past_the_last_record_is_stored() {
+        let (worker, stored) = worker(5, Scripted::new(vec![fakes::status(200)]), Ordering::Key);
+        let (stop, wakeup, position) = (
+            worker.drain.stop.clone(),
+            worker.wakeup.clone(),
+            worker.position.clone(),
+        );
+        let running = tokio::spawn(worker.run());
+        wait_stored(&stored, 5).await;
+        assert!(!position.offer(5), "stored already: no wake-up");
+        assert!(position.offer(8));
+        wakeup.notify_one();
+        wait_stored(&stored, 8).await;
+        stop.cancel();
+        assert_eq!(running.await.unwrap().committable, Some(8));
     }
 
     #[tokio::test]
