@@ -7,7 +7,8 @@
 //!   is one record, or a batch (the sidecar's `delivery.batch` bodies, Benthos's multipart
 //!   batches): `receiver_bodies` finds the records by Content-Type. `GET /stats` reports,
 //!   `POST /reset` clears.
-//! - `create-topic`: a topic with `message.timestamp.type=LogAppendTime`.
+//! - `create-topic`: a topic with `message.timestamp.type=LogAppendTime` and records up to 16 MiB;
+//!   `delete-topic`.
 //! - `produce`: a backlog of fixed-size keyed records, as fast as the broker takes them.
 //! - `produce-rate`: an open-loop producer at a fixed rate (sends on schedule, never waits
 //!   for acknowledgements).
@@ -85,6 +86,14 @@ enum Command {
         topic: String,
         #[arg(long, default_value_t = 12)]
         partitions: i32,
+    },
+    /// Deletes a topic (the scale bench's, so the broker does not collect thousands of
+    /// partitions over a run).
+    DeleteTopic {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
     },
     Produce {
         #[command(flatten)]
@@ -235,6 +244,7 @@ fn main() -> Result<()> {
             topic,
             partitions,
         } => create_topic(&bootstrap, &topic, partitions),
+        Command::DeleteTopic { bootstrap, topic } => delete_topic(&bootstrap, &topic),
         Command::Produce { records, count } => produce(&records, count, None),
         Command::ProduceRate {
             records,
@@ -900,7 +910,9 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
         .set("bootstrap.servers", bootstrap)
         .create()?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
-        .set("message.timestamp.type", "LogAppendTime");
+        .set("message.timestamp.type", "LogAppendTime")
+        // Records up to 16 MiB (the scale bench's 8 MiB rows), whatever the broker's default.
+        .set("max.message.bytes", "16777216");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -911,6 +923,25 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     for result in results {
         if let Err((name, code)) = result {
             bail!("creating topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
+fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(admin.delete_topics(
+        &[topic],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+    ))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            bail!("deleting topic {name}: {code}");
         }
     }
     Ok(())
@@ -930,6 +961,10 @@ fn produce(records: &RecordArgs, count: u64, rate: Option<(u64, u64)>) -> Result
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", &linger)
         .set("batch.size", "1000000")
+        .set(
+            "message.max.bytes",
+            (size + (64 << 10)).max(1_000_000).to_string(),
+        )
         .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.type", "none")

@@ -1521,18 +1521,23 @@ def main():
                           "python": platform.python_version()}
     results["settings"] = {k: v for k, v in vars(args).items()
                            if k not in ("tool", "sidecar", "sarama", "benthos", "baseline_sidecar", "out")}
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
     if args.latency_matrix:
         table = matrix_markdown(results["latency_matrix"])
     else:
         table = (results["flow"]["table"] + "\n") if args.flow_only else markdown(results, args)
     if "flow" in results and not args.flow_only:
         table += "\nFlow control:\n\n" + results["flow"]["table"] + "\n"
-    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+    write_results(args.out, results, table)
+
+
+def write_results(out, results, table):
+    """The figures as JSON at `out`, the table beside it (.md) and on stdout."""
+    with open(out, "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
         f.write(table)
     print(table)
-    log(f"figures written to {args.out}")
+    log(f"figures written to {out}")
 
 
 if __name__ == "__main__":
