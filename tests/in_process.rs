@@ -112,7 +112,13 @@ async fn records_larger_than_a_partitions_share_of_a_small_budget_all_arrive() {
     };
     let started = Instant::now();
     for seq in 0..RECORDS {
-        produce_raw(&topic, Some(format!("k{seq}").as_bytes()), Some(&value(seq)), &[]).await;
+        produce_raw(
+            &topic,
+            Some(format!("k{seq}").as_bytes()),
+            Some(&value(seq)),
+            &[],
+        )
+        .await;
     }
     eprintln!("produced in {:?}", started.elapsed());
 
@@ -158,7 +164,10 @@ async fn records_larger_than_a_partitions_share_of_a_small_budget_all_arrive() {
         "kws_partition_paused",
     ] {
         assert_eq!(
-            series(&metrics, &format!(r#"{name}{{partition="all",topic="{topic}"}}"#)),
+            series(
+                &metrics,
+                &format!(r#"{name}{{partition="all",topic="{topic}"}}"#)
+            ),
             Some(0.0),
             "{name} per topic:\n{metrics}"
         );
