@@ -17,6 +17,36 @@ use kafka_webhook_sidecar::lifecycle::Exit;
 
 const LONG: Duration = Duration::from_secs(120);
 
+/// `app::run` on its own task, with the injected shutdown signal.
+struct Running {
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<Exit, app::Error>>,
+}
+
+impl Running {
+    async fn start(settings: kafka_webhook_sidecar::config::Settings) -> Running {
+        let admin = app::bind_admin(&settings).await.expect("admin port");
+        let port = admin.local_addr().expect("admin address").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app::run(settings, admin, async {
+            let _ = stopped.await;
+        }));
+        Running { port, stop, run }
+    }
+
+    /// Sends the signal; the run must return `Exit::Clean` within the grace period (8 s).
+    async fn stop_cleanly(self) {
+        self.stop.send(()).expect("run is waiting for the signal");
+        let exit = tokio::time::timeout(Duration::from_secs(8), self.run)
+            .await
+            .expect("app::run returns within the grace period")
+            .expect("app::run task")
+            .expect("app::run result");
+        assert_eq!(exit, Exit::Clean);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn app_run_delivers_then_shuts_down_cleanly_on_the_injected_signal() {
     let topic = unique("in-process");
@@ -33,15 +63,11 @@ async fn app_run_delivers_then_shuts_down_cleanly_on_the_injected_signal() {
     config.shutdown.termination_grace_period = Duration::from_secs(8);
     let settings = config.settings().expect("valid test config");
 
-    let admin = app::bind_admin(&settings).await.expect("admin port");
-    let admin_addr = admin.local_addr().expect("admin address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(app::run(settings, admin, async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(settings).await;
+    let port = running.port;
 
     wait_until(LONG, "the member is ready", || {
-        matches!(admin_get(admin_addr.port(), "/readyz"), Some((200, _)))
+        matches!(admin_get(port, "/readyz"), Some((200, _)))
     })
     .await;
     let produced = produce_keyed(&topic, 10, 600).await;
@@ -56,7 +82,7 @@ async fn app_run_delivers_then_shuts_down_cleanly_on_the_injected_signal() {
         "a record was delivered twice"
     );
     assert_per_key_order(&requests);
-    let (_, metrics) = admin_get(admin_addr.port(), "/metrics").expect("metrics");
+    let (_, metrics) = admin_get(port, "/metrics").expect("metrics");
     assert_eq!(
         series(
             &metrics,
@@ -66,13 +92,7 @@ async fn app_run_delivers_then_shuts_down_cleanly_on_the_injected_signal() {
     );
 
     let started = Instant::now();
-    stop.send(()).expect("run is waiting for the signal");
-    let exit = tokio::time::timeout(Duration::from_secs(8), run)
-        .await
-        .expect("app::run returns within the grace period")
-        .expect("app::run task")
-        .expect("app::run result");
-    assert_eq!(exit, Exit::Clean);
+    running.stop_cleanly().await;
     eprintln!("shut down in {:?}", started.elapsed());
     assert_eq!(
         committed_offsets(&group, &topic, 3),
@@ -80,7 +100,7 @@ async fn app_run_delivers_then_shuts_down_cleanly_on_the_injected_signal() {
         "the shutdown commit covers every acknowledged record"
     );
     assert!(
-        admin_get(admin_addr.port(), "/readyz").is_none(),
+        admin_get(port, "/readyz").is_none(),
         "the admin server stopped with the run"
     );
 }
@@ -122,12 +142,8 @@ async fn records_larger_than_a_partitions_share_of_a_small_budget_all_arrive() {
     }
     eprintln!("produced in {:?}", started.elapsed());
 
-    let admin = app::bind_admin(&settings).await.expect("admin port");
-    let port = admin.local_addr().expect("admin address").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(app::run(settings, admin, async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(settings).await;
+    let port = running.port;
     wait_until(LONG, "every record is delivered", || {
         endpoint.successful_requests().len() >= RECORDS
     })
@@ -176,11 +192,5 @@ async fn records_larger_than_a_partitions_share_of_a_small_budget_all_arrive() {
             "{name} has no per-partition series"
         );
     }
-    stop.send(()).expect("run is waiting for the signal");
-    let exit = tokio::time::timeout(Duration::from_secs(8), run)
-        .await
-        .expect("app::run returns within the grace period")
-        .expect("app::run task")
-        .expect("app::run result");
-    assert_eq!(exit, Exit::Clean);
+    running.stop_cleanly().await;
 }

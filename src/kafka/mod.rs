@@ -144,10 +144,13 @@ pub async fn follow_positions(consumer: Weak<SidecarConsumer>, stop: Cancellatio
             break;
         };
         let registry = &consumer.context().registry;
-        if registry.is_idle() || registry.health.is_shutting_down() {
+        if registry.health.is_shutting_down() {
             continue;
         }
         let targets = registry.position_targets();
+        if targets.is_empty() {
+            continue;
+        }
         let looked_up = tokio::task::spawn_blocking(move || {
             let positions = consumer.position();
             (consumer, positions)

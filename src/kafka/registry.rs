@@ -37,6 +37,13 @@ struct WorkerHandle {
 /// received every record below the old one's position).
 pub struct PositionTargets(HashMap<Arc<str>, HashMap<i32, Target>>);
 
+impl PositionTargets {
+    /// No worker ran: nothing to look up.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A worker's position hint and the notify that wakes it.
 type Target = (Arc<PositionHint>, Arc<Notify>);
 
@@ -214,11 +221,6 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         PositionTargets(targets)
     }
 
-    /// Whether no worker runs (nothing to look up).
-    pub fn is_idle(&self) -> bool {
-        self.workers().is_empty()
-    }
-
     /// Offers each target its position from `positions` (the look-up's answer); wakes only
     /// the workers whose position moved past what they stored.
     pub fn offer_positions(&self, targets: &PositionTargets, positions: &TopicPartitionList) {
@@ -271,7 +273,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             };
             events::partition_stopped(&self.metrics);
             let assigned = self.workers().len();
-            self.settings.buffer.assigned(assigned);
+            self.assigned(assigned);
             match exit {
                 Ok(exit) => exits.push((id, exit.committable)),
                 Err(join_error) => {
