@@ -231,6 +231,17 @@ pub fn payload(key: &str, seq: u64) -> String {
     format!(r#"{{"key":"{key}","seq":{seq}}}"#)
 }
 
+/// [`payload`] with a `pad` field of `pad` bytes (records of a chosen size).
+pub fn padded_payload(key: &str, seq: u64, pad: usize) -> String {
+    if pad == 0 {
+        return payload(key, seq);
+    }
+    format!(
+        r#"{{"key":"{key}","seq":{seq},"pad":"{}"}}"#,
+        "x".repeat(pad)
+    )
+}
+
 /// Parses a payload written by [`payload`].
 pub fn parse_payload(body: &[u8]) -> Option<Keyed> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -254,12 +265,24 @@ pub async fn produce_keyed_from(
     count: usize,
     first_seq: u64,
 ) -> Vec<Keyed> {
+    produce_padded_from(producer, topic, keys, count, first_seq, 0).await
+}
+
+/// [`produce_keyed_from`] with each payload padded by `pad` bytes ([`padded_payload`]).
+pub async fn produce_padded_from(
+    producer: &FutureProducer,
+    topic: &str,
+    keys: usize,
+    count: usize,
+    first_seq: u64,
+    pad: usize,
+) -> Vec<Keyed> {
     let mut produced = Vec::with_capacity(count);
     let mut pending = Vec::with_capacity(count.min(2000));
     for index in 0..count {
         let key = format!("k{}", index % keys);
         let seq = first_seq + (index / keys) as u64;
-        let body = payload(&key, seq);
+        let body = padded_payload(&key, seq, pad);
         // Enqueued in order on this task, so the partition's offsets follow the sequence.
         let delivery = wait_until(
             Duration::from_secs(60),
@@ -676,5 +699,20 @@ pub fn assert_per_key_order(requests: &[endpoint::RecordedRequest]) {
         }
         let entry = seen.entry(keyed.key.clone()).or_insert(keyed.seq);
         *entry = (*entry).max(keyed.seq);
+    }
+}
+
+/// Deletes a topic (the large ones, so the test broker's heap does not fill up).
+pub async fn delete_topic(name: &str) {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    let results = admin
+        .delete_topics(
+            &[name],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("delete_topics request");
+    for result in results {
+        result.unwrap_or_else(|(topic, error)| panic!("deleting topic {topic}: {error}"));
     }
 }
