@@ -400,6 +400,7 @@ async fn client_load(
                             value: Some(Bytes::from(value)),
                             headers: Vec::new(),
                             received_at: Instant::now(),
+                            target: None,
                         };
                         let request =
                             template.into_request(template.prepare(&record), SystemTime::now());
@@ -528,6 +529,7 @@ fn bench_record(seq: u64, value: Bytes) -> kafka_webhook_sidecar::record::Record
         value: Some(value),
         headers: Vec::new(),
         received_at: Instant::now(),
+        target: None,
     }
 }
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::budget::BufferShare;
-use crate::config::Settings;
+use crate::config::{RouteSettings, Settings};
 use crate::delivery::flow::Flow;
 use crate::delivery::{deliverer, Deliverer, HttpClient};
 pub use crate::error::Error;
@@ -20,6 +20,7 @@ use crate::lifecycle::shutdown::{self, Running};
 use crate::lifecycle::Exit;
 use crate::ops::{admin, Health, Metrics};
 use crate::partition::WorkerSettings;
+use crate::routing::{Route, RouteMatch};
 
 /// Bytes a partition may hold in its buffer and in flight before it stops taking records, at
 /// most (less when the memory budget's share for each assigned partition is smaller).
@@ -44,10 +45,19 @@ pub async fn run(
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Exit, Error> {
-    let metrics = if settings.partition_metrics {
-        Metrics::new()
+    // Without `routes:` (one route taking everything) the metrics keep their labels of old;
+    // with routes, every delivery metric carries a `route` label.
+    let routed =
+        settings.routes.len() > 1 || !settings.routes.iter().all(|route| route.takes_everything());
+    let metrics = if routed {
+        Metrics::for_routes()
     } else {
-        Metrics::new().per_topic()
+        Metrics::new()
+    };
+    let metrics = if settings.partition_metrics {
+        metrics
+    } else {
+        metrics.per_topic()
     };
     let health = Arc::new(Health::new(settings.kafka.session_timeout));
     let admin_stop = CancellationToken::new();
@@ -58,7 +68,77 @@ pub async fn run(
         admin_stop.clone(),
     ));
 
-    let delivery = &settings.delivery;
+    let mut routes = Vec::with_capacity(settings.routes.len());
+    for route in &settings.routes {
+        let route_metrics = if routed {
+            metrics.for_route(&route.name)
+        } else {
+            metrics.clone()
+        };
+        routes.push(self::route(route, &settings, route_metrics)?);
+    }
+    let subscribed = {
+        let kafka = settings.kafka.clone();
+        tokio::task::spawn_blocking(move || kafka::subscribed_partitions(&kafka))
+            .await
+            .unwrap_or(settings.kafka.topics.len())
+    };
+    let consumer = kafka::create(
+        &settings.kafka,
+        routes,
+        metrics.clone(),
+        health.clone(),
+        subscribed,
+    )?;
+    let positions_stop = CancellationToken::new();
+    let positions = tokio::spawn(kafka::follow_positions(
+        Arc::downgrade(&consumer),
+        positions_stop.clone(),
+    ));
+    let pump_stop = CancellationToken::new();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    let pump = kafka::pump::spawn(
+        consumer.clone(),
+        health.clone(),
+        pump_stop.clone(),
+        closed_tx,
+    )
+    .map_err(Error::Thread)?;
+    info!(
+        group_id = %settings.kafka.group_id,
+        topics = ?settings.kafka.topics,
+        routes = ?settings.routes.iter().map(|route| &*route.name).collect::<Vec<_>>(),
+        ordering = ?settings.delivery.ordering,
+        in_flight_cap = settings.delivery.in_flight_cap,
+        "Subscribed; joining the consumer group"
+    );
+
+    shutdown.await;
+    let running = Running {
+        consumer,
+        pump,
+        pump_stop,
+        closed,
+        positions,
+        positions_stop,
+        health,
+        metrics,
+    };
+    let exit = shutdown::shutdown(
+        running,
+        settings.shutdown.drain_timeout,
+        settings.shutdown.hard_deadline(),
+    )
+    .await;
+    admin_stop.cancel();
+    let _ = admin.await;
+    Ok(exit)
+}
+
+/// A route's delivery (HTTP client, request template, retry, failure policy, flow control)
+/// and its partition workers' settings.
+fn route(route: &RouteSettings, settings: &Settings, metrics: Metrics) -> Result<Route, Error> {
+    let delivery = &route.delivery;
     let deliverer = Arc::new(Deliverer {
         transport: HttpClient::new(&delivery.endpoint, metrics.clone())?,
         template: RequestTemplate::new(delivery),
@@ -83,61 +163,19 @@ pub async fn run(
         batch: delivery.batch,
         pause_fetch_after: delivery.flow.pause_fetch_after,
     });
-
-    let subscribed = {
-        let kafka = settings.kafka.clone();
-        tokio::task::spawn_blocking(move || kafka::subscribed_partitions(&kafka))
-            .await
-            .unwrap_or(settings.kafka.topics.len())
-    };
-    let consumer = kafka::create(
-        &settings.kafka,
+    Ok(Route {
+        matching: RouteMatch::new(route),
+        topics: route.topics.clone(),
+        takes_everything: route.takes_everything(),
         deliverer,
-        worker_settings,
-        metrics.clone(),
-        health.clone(),
-        subscribed,
-    )?;
-    let positions_stop = CancellationToken::new();
-    let positions = tokio::spawn(kafka::follow_positions(
-        Arc::downgrade(&consumer),
-        positions_stop.clone(),
-    ));
-    let pump_stop = CancellationToken::new();
-    let (closed_tx, closed) = tokio::sync::oneshot::channel();
-    let pump = kafka::pump::spawn(
-        consumer.clone(),
-        health.clone(),
-        pump_stop.clone(),
-        closed_tx,
-    )
-    .map_err(Error::Thread)?;
-    info!(
-        group_id = %settings.kafka.group_id,
-        topics = ?settings.kafka.topics,
-        ordering = ?delivery.ordering,
-        in_flight_cap = delivery.in_flight_cap,
-        "Subscribed; joining the consumer group"
-    );
-
-    shutdown.await;
-    let running = Running {
-        consumer,
-        pump,
-        pump_stop,
-        closed,
-        positions,
-        positions_stop,
-        health,
+        settings: worker_settings,
         metrics,
-    };
-    let exit = shutdown::shutdown(
-        running,
-        settings.shutdown.drain_timeout,
-        settings.shutdown.hard_deadline(),
-    )
-    .await;
-    admin_stop.cancel();
-    let _ = admin.await;
-    Ok(exit)
+        cloudevents: delivery.format.cloudevents.clone(),
+        content_type: delivery
+            .endpoint
+            .content_type
+            .to_str()
+            .unwrap_or("application/octet-stream")
+            .to_string(),
+    })
 }

@@ -22,6 +22,9 @@
 //!   re-read when they change, OAuth2 tokens); the network behind two small traits.
 //! - [`partition`]: one partition's worker task, its offset watermark and its ordering
 //!   scheduler (both pure, property-tested); reads records from a `PartitionSource`.
+//! - [`routing`]: routes: which routes take a record and to which path (CEL filters and
+//!   rules, pure), and the fanout of one partition to a worker per route, committing a record
+//!   when every route that took it acknowledged it.
 //! - [`kafka`]: the rdkafka edge: client configs, callbacks, the partition registry
 //!   (assign, revoke: drain then commit), partition sources, the commit helper, the pump
 //!   thread, the dead-letter producer.
@@ -40,6 +43,7 @@ pub mod lifecycle;
 pub mod ops;
 pub mod partition;
 pub mod record;
+pub mod routing;
 
 /// Exit code for a bad configuration (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;

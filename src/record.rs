@@ -21,6 +21,8 @@ pub struct Record {
     pub headers: Vec<(String, Option<Bytes>)>,
     /// When the sidecar took the record from its partition queue.
     pub received_at: Instant,
+    /// The URL a route's rule chose for this record; `None` = the route's `delivery.url`.
+    pub target: Option<http::Uri>,
 }
 
 impl Record {
@@ -64,6 +66,7 @@ impl Record {
             value: Some(Bytes::from_static(b"v")),
             headers: vec![],
             received_at: Instant::now(),
+            target: None,
         }
     }
 

@@ -174,6 +174,7 @@ fn record() -> impl Strategy<Value = Record> {
                 value,
                 headers,
                 received_at: Instant::now(),
+                target: None,
             },
         )
 }
@@ -199,6 +200,7 @@ fn plain(offset: i64, value: Option<&[u8]>) -> Record {
         value: value.map(Bytes::copy_from_slice),
         headers: vec![],
         received_at: Instant::now(),
+        target: None,
     }
 }
 

@@ -91,6 +91,7 @@ fn record(offset: i64, part: &[u8]) -> Option<Record> {
         value: (!bit(1)).then_some(bytes),
         headers,
         received_at: Instant::now(),
+        target: None,
     })
 }
 

@@ -24,6 +24,7 @@ pub mod flow;
 pub mod format;
 pub mod interpolate;
 pub mod kafka;
+pub mod routes;
 pub mod secret;
 pub mod service;
 pub mod settings;
@@ -39,6 +40,7 @@ pub use flow::{
 pub use format::{CloudEventsConfig, Format, SigningConfig};
 pub use interpolate::{interpolate, InterpolationError};
 pub use kafka::{AssignmentStrategy, GroupProtocol, KafkaConfig, OffsetReset};
+pub use routes::{Expression, RouteConfig, RouteSettings, Rule, RuleConfig};
 pub use secret::Secret;
 pub use service::{AdminConfig, LogConfig, LogFormat, ShutdownConfig};
 pub use settings::{
@@ -64,6 +66,10 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Several subscriptions, each with its topics, filter, paths and delivery settings over
+    /// `delivery`; absent = one route taking every record of `kafka.topics` to `delivery`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
 }
 
 /// A configuration problem: the key it concerns and what to do about it.
@@ -132,6 +138,7 @@ impl Config {
             shutdown: ShutdownConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            routes: Vec::new(),
         }
     }
 
@@ -190,12 +197,14 @@ impl Config {
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         self.kafka.validate()?;
         let delivery = self.delivery.validate(&self.kafka.topics)?;
+        let routes = routes::validate(&self.routes, &self.kafka.topics, &self.delivery, &delivery)?;
         self.shutdown.validate()?;
         let admin_listen = self.admin.validate()?;
         self.log.validate()?;
         Ok(Settings {
             kafka: self.kafka.clone(),
             delivery,
+            routes,
             shutdown: self.shutdown.clone(),
             admin_listen,
             partition_metrics: self.admin.partition_metrics,

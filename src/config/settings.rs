@@ -18,7 +18,10 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub kafka: KafkaConfig,
+    /// The top-level `delivery`.
     pub delivery: DeliverySettings,
+    /// The routes (at least one: without `routes:`, the one of `delivery`).
+    pub routes: Vec<super::RouteSettings>,
     pub shutdown: ShutdownConfig,
     /// Where the admin server (metrics, health) listens.
     pub admin_listen: SocketAddr,

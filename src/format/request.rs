@@ -40,6 +40,8 @@ pub struct Prepared {
     id: Option<HeaderValue>,
     headers: HeaderMap,
     body: Bytes,
+    /// The record's route target, when a rule chose one (else the template's URL).
+    uri: Option<Uri>,
 }
 
 impl RequestTemplate {
@@ -108,7 +110,12 @@ impl RequestTemplate {
         for (name, value) in &self.static_headers {
             headers.insert(name.clone(), value.clone());
         }
-        Prepared { id, headers, body }
+        Prepared {
+            id,
+            headers,
+            body,
+            uri: None,
+        }
     }
 
     /// The headers and body of `record`'s request in the configured format.
@@ -145,7 +152,12 @@ impl RequestTemplate {
         for (name, value) in &self.static_headers {
             headers.insert(name.clone(), value.clone());
         }
-        Prepared { id, headers, body }
+        Prepared {
+            id,
+            headers,
+            body,
+            uri: record.target.clone(),
+        }
     }
 
     /// The request of one attempt made at `now`: the prepared headers and body, signed for
@@ -163,6 +175,7 @@ impl RequestTemplate {
             id,
             mut headers,
             body,
+            uri,
         } = prepared;
         if let (Some(signer), Some(id)) = (&self.signer, id) {
             let timestamp = now
@@ -179,7 +192,7 @@ impl RequestTemplate {
         }
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = uri.unwrap_or_else(|| self.uri.clone());
         *request.headers_mut() = headers;
         request
     }

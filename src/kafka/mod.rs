@@ -23,9 +23,8 @@ use tracing::{debug, info, warn};
 
 use crate::budget::Prefetch;
 use crate::config::{GroupProtocol, KafkaConfig};
-use crate::delivery::Deliverer;
 use crate::ops::{Health, Metrics};
-use crate::partition::WorkerSettings;
+use crate::routing::Route;
 
 pub mod client_config;
 pub mod commit;
@@ -75,13 +74,18 @@ pub fn subscribed_partitions(kafka: &KafkaConfig) -> usize {
 /// inside the tokio runtime the workers should run on.
 pub fn create(
     kafka: &KafkaConfig,
-    deliverer: Arc<Deliverer>,
-    settings: Arc<WorkerSettings>,
+    routes: Vec<Route>,
     metrics: Metrics,
     health: Arc<Health>,
     partitions: usize,
 ) -> Result<Arc<SidecarConsumer>, KafkaError> {
-    let (batch, ordering) = (settings.batch, settings.ordering);
+    // The prefetch is sized for the first route's batching and ordering (the top-level
+    // `delivery`'s when there are no routes).
+    let (batch, ordering) = routes
+        .first()
+        .map_or((None, crate::config::Ordering::Partition), |route| {
+            (route.settings.batch, route.settings.ordering)
+        });
     let prefetch = Prefetch::within(
         kafka.memory_budget.as_u64(),
         partitions,
@@ -97,8 +101,7 @@ pub fn create(
     let context = SidecarContext {
         registry: registry::PartitionRegistry::new(
             tokio::runtime::Handle::current(),
-            deliverer,
-            settings,
+            routes,
             kafka.rebalance_drain_timeout,
             kafka.group_id.clone(),
             kafka.instance_id().unwrap_or_default().to_string(),

@@ -10,16 +10,18 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, warn};
 
 use super::commit;
 use super::offset_reset::ResetWatch;
 use super::source::KafkaPartition;
-use crate::delivery::{Deliverer, Drain};
+use crate::delivery::Drain;
 use crate::ops::events;
 use crate::ops::{Health, Metrics};
-use crate::partition::{PartitionWorker, PositionHint, WorkerExit, WorkerSettings};
+use crate::partition::{PartitionSource, PartitionWorker, PositionHint, WorkerExit};
+use crate::routing::fanout::LaneSpec;
+use crate::routing::{FanOut, Matcher, Route};
 
 /// A partition: topic and number.
 pub type PartitionId = (Arc<str>, i32);
@@ -29,8 +31,15 @@ struct WorkerHandle {
     join: JoinHandle<WorkerExit>,
     resets: ResetWatch,
     position: Arc<PositionHint>,
-    wakeup: Arc<Notify>,
+    /// The notify of each of its workers (one per route reading the partition).
+    wakeups: Wakeups,
+    /// Buffers it holds a share of the budget for: one per worker, two per fanned-out route
+    /// (the route's queue in the fanout and its worker's buffer).
+    buffers: usize,
 }
+
+/// The notifies of a partition's workers.
+type Wakeups = Arc<[Arc<Notify>]>;
 
 /// The workers running when a position look-up began: its answer is offered to them only
 /// (a partition revoked and assigned again meanwhile has a new worker, which may not have
@@ -44,8 +53,8 @@ impl PositionTargets {
     }
 }
 
-/// A worker's position hint and the notify that wakes it.
-type Target = (Arc<PositionHint>, Arc<Notify>);
+/// A partition's position hint and the notifies that wake its workers.
+type Target = (Arc<PositionHint>, Wakeups);
 
 /// The partition workers of one consumer, keyed by partition.
 pub struct PartitionRegistry<C: ConsumerContext + 'static> {
@@ -54,8 +63,8 @@ pub struct PartitionRegistry<C: ConsumerContext + 'static> {
     /// Set once right after the consumer is created, before it subscribes.
     pub consumer: OnceLock<Weak<BaseConsumer<C>>>,
     workers: Mutex<HashMap<PartitionId, WorkerHandle>>,
-    pub deliverer: Arc<Deliverer>,
-    pub settings: Arc<WorkerSettings>,
+    /// The routes; a partition gets a worker for each route that reads its topic.
+    pub routes: Vec<Route>,
     pub rebalance_drain_timeout: Duration,
     pub group_id: String,
     pub instance_id: String,
@@ -71,8 +80,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         runtime: tokio::runtime::Handle,
-        deliverer: Arc<Deliverer>,
-        settings: Arc<WorkerSettings>,
+        routes: Vec<Route>,
         rebalance_drain_timeout: Duration,
         group_id: String,
         instance_id: String,
@@ -84,8 +92,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             runtime,
             consumer: OnceLock::new(),
             workers: Mutex::new(HashMap::new()),
-            deliverer,
-            settings,
+            routes,
             rebalance_drain_timeout,
             group_id,
             instance_id,
@@ -142,37 +149,44 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         if let Err(error) = consumer.resume(&list) {
             debug!(topic = %topic, partition, %error, "Could not clear a pause before assignment");
         }
-        let Some(mut queue) = consumer.split_partition_queue(&topic, partition) else {
+        let Some(queue) = consumer.split_partition_queue(&topic, partition) else {
             error!(topic = %topic, partition, "Could not split partition queue");
             self.health.set_failed();
             return;
         };
-        let wakeup = Arc::new(Notify::new());
         let position = Arc::new(PositionHint::default());
-        let notify = wakeup.clone();
-        queue.set_nonempty_callback(move || notify.notify_one());
         let drain = Drain::default();
         let resets = ResetWatch::default();
-        let worker = PartitionWorker {
+        let mut source = KafkaPartition {
             topic: topic.clone(),
             partition,
-            source: KafkaPartition {
-                topic,
-                partition,
-                queue,
-                consumer,
-                resets: resets.clone(),
-                metrics: self.metrics.clone(),
-            },
-            wakeup: wakeup.clone(),
-            position: position.clone(),
-            deliverer: self.deliverer.clone(),
-            settings: self.settings.clone(),
-            drain: drain.clone(),
+            queue,
+            consumer,
+            resets: resets.clone(),
             metrics: self.metrics.clone(),
-            health: self.health.clone(),
         };
-        let join = self.runtime.spawn(worker.run());
+        let routes: Vec<&Route> = self
+            .routes
+            .iter()
+            .filter(|route| route.reads(&topic))
+            .collect();
+        let (join, wakeups, buffers) = match routes.as_slice() {
+            [route] if route.takes_everything => {
+                let wakeup = Arc::new(Notify::new());
+                let notify = wakeup.clone();
+                source
+                    .queue
+                    .set_nonempty_callback(move || notify.notify_one());
+                let worker = self.worker(route, &topic, partition, source, &wakeup, &drain);
+                let worker = PartitionWorker {
+                    position: position.clone(),
+                    ..worker
+                };
+                (self.runtime.spawn(worker.run()), vec![wakeup], 1)
+            }
+            _ => self.start_fanout(&routes, &topic, partition, source, &position, &drain),
+        };
+        let wakeups: Wakeups = wakeups.into();
         let assigned = {
             let mut workers = self.workers();
             workers.insert(
@@ -182,7 +196,8 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
                     join,
                     resets,
                     position,
-                    wakeup,
+                    wakeups,
+                    buffers,
                 },
             );
             workers.len()
@@ -191,11 +206,110 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
         events::partition_started(&self.metrics);
     }
 
+    /// A worker of `route` for the partition, reading `source`.
+    fn worker<S: PartitionSource>(
+        &self,
+        route: &Route,
+        topic: &Arc<str>,
+        partition: i32,
+        source: S,
+        wakeup: &Arc<Notify>,
+        drain: &Drain,
+    ) -> PartitionWorker<S> {
+        PartitionWorker {
+            topic: topic.clone(),
+            partition,
+            route: (self.routes.len() > 1 || !route.takes_everything)
+                .then(|| route.matching.name.clone()),
+            source,
+            wakeup: wakeup.clone(),
+            position: Arc::new(PositionHint::default()),
+            deliverer: route.deliverer.clone(),
+            settings: route.settings.clone(),
+            drain: drain.clone(),
+            metrics: route.metrics.clone(),
+            health: self.health.clone(),
+        }
+    }
+
+    /// Starts a worker per route over one fanout of the partition's queue; the returned task
+    /// ends when they all have, with the partition's final committable offset.
+    fn start_fanout(
+        &self,
+        routes: &[&Route],
+        topic: &Arc<str>,
+        partition: i32,
+        mut source: KafkaPartition<C>,
+        position: &Arc<PositionHint>,
+        drain: &Drain,
+    ) -> (JoinHandle<WorkerExit>, Vec<Arc<Notify>>, usize) {
+        let wakeups: Vec<Arc<Notify>> = routes.iter().map(|_| Arc::new(Notify::new())).collect();
+        let notifies = wakeups.clone();
+        source.queue.set_nonempty_callback(move || {
+            for notify in &notifies {
+                notify.notify_one();
+            }
+        });
+        let first = routes.first();
+        let matcher = Matcher::new(
+            routes.iter().map(|route| route.matching.clone()).collect(),
+            first
+                .map(|route| route.cloudevents.clone())
+                .unwrap_or_else(|| crate::config::CloudEventsSettings {
+                    source: String::new(),
+                    event_type: String::new(),
+                }),
+            first
+                .map(|route| route.content_type.clone())
+                .unwrap_or_default(),
+            self.metrics.clone(),
+        );
+        let lanes = routes
+            .iter()
+            .zip(&wakeups)
+            .map(|(route, wakeup)| LaneSpec {
+                settings: route.settings.clone(),
+                wakeup: wakeup.clone(),
+            })
+            .collect();
+        let fanout = FanOut::new(
+            source,
+            topic,
+            matcher,
+            lanes,
+            position.clone(),
+            &self.metrics,
+        );
+        let mut workers = JoinSet::new();
+        for ((route, lane), wakeup) in routes.iter().zip(fanout.lanes()).zip(&wakeups) {
+            let worker = self.worker(route, topic, partition, lane, wakeup, drain);
+            workers.spawn_on(worker.run(), &self.runtime);
+        }
+        let (topic, abandon) = (topic.clone(), drain.abandon.clone());
+        let join = self.runtime.spawn(async move {
+            // Each route's worker stores into the fanout; the partition's committable offset
+            // is the fanout's once they all ended.
+            while let Some(joined) = workers.join_next().await {
+                if let Err(join_error) = joined {
+                    error!(topic = %topic, partition, error = %join_error, "Route worker failed");
+                    abandon.cancel();
+                }
+            }
+            WorkerExit {
+                committable: fanout.stored(),
+            }
+        });
+        (join, wakeups, 2 * routes.len())
+    }
+
     /// The number of assigned partitions changed: re-share the workers' half of the memory
     /// budget; warn once when librdkafka's prefetch was sized for fewer partitions (topics
     /// gained partitions after start-up).
     fn assigned(&self, partitions: usize) {
-        self.settings.buffer.assigned(partitions);
+        let buffers: usize = self.workers().values().map(|handle| handle.buffers).sum();
+        for route in &self.routes {
+            route.settings.buffer.assigned(buffers);
+        }
         if partitions > self.prefetch_partitions
             && !self
                 .warned_over_prefetch
@@ -213,10 +327,10 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
     pub fn position_targets(&self) -> PositionTargets {
         let mut targets: HashMap<Arc<str>, HashMap<i32, _>> = HashMap::new();
         for ((topic, partition), handle) in self.workers().iter() {
-            targets
-                .entry(topic.clone())
-                .or_default()
-                .insert(*partition, (handle.position.clone(), handle.wakeup.clone()));
+            targets.entry(topic.clone()).or_default().insert(
+                *partition,
+                (handle.position.clone(), handle.wakeups.clone()),
+            );
         }
         PositionTargets(targets)
     }
@@ -225,7 +339,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
     /// the workers whose position moved past what they stored.
     pub fn offer_positions(&self, targets: &PositionTargets, positions: &TopicPartitionList) {
         for element in positions.elements() {
-            let Some((hint, wakeup)) = targets
+            let Some((hint, wakeups)) = targets
                 .0
                 .get(element.topic())
                 .and_then(|partitions| partitions.get(&element.partition()))
@@ -234,7 +348,9 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             };
             if let Offset::Offset(position) = element.offset() {
                 if hint.offer(position) {
-                    wakeup.notify_one();
+                    for wakeup in wakeups.iter() {
+                        wakeup.notify_one();
+                    }
                 }
             }
         }

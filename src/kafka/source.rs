@@ -87,5 +87,6 @@ pub fn record_from(message: &BorrowedMessage<'_>, topic: Arc<str>, received_at: 
         value: message.payload().map(Bytes::copy_from_slice),
         headers,
         received_at,
+        target: None,
     }
 }

@@ -71,6 +71,8 @@ pub struct WorkerExit {
 pub struct PartitionWorker<S, T = HttpClient> {
     pub topic: Arc<str>,
     pub partition: i32,
+    /// The route it delivers for, when the config has routes (in its span and logs).
+    pub route: Option<Arc<str>>,
     pub source: S,
     /// Notified when the source gets records, or its position hint an offer.
     pub wakeup: Arc<Notify>,
@@ -114,8 +116,15 @@ enum Released {
 impl<S: PartitionSource, T: Transport> PartitionWorker<S, T> {
     /// Runs until the drain signal stops it and its in-flight deliveries have finished.
     pub async fn run(self) -> WorkerExit {
-        let span =
-            tracing::info_span!("partition", topic = %self.topic, partition = self.partition);
+        let span = tracing::info_span!(
+            "partition",
+            topic = %self.topic,
+            partition = self.partition,
+            route = tracing::field::Empty
+        );
+        if let Some(route) = &self.route {
+            span.record("route", &**route);
+        }
         self.work().instrument(span).await
     }
 
@@ -505,6 +514,7 @@ mod tests {
         PartitionWorker {
             topic: Arc::from("orders"),
             partition: 2,
+            route: None,
             source,
             wakeup: Arc::new(Notify::new()),
             position: Arc::default(),
@@ -612,6 +622,7 @@ mod tests {
                     let at = Instant::now();
                     records.lock().unwrap().push_back(Record {
                         received_at: at,
+                        target: None,
                         ..keyed(offset)
                     });
                     wakeup.notify_one();
