@@ -942,6 +942,27 @@ fn cases() -> Vec<Case> {
             &["`delivery.auth.oauth2`", "conflicts with delivery.auth.bearer_token_file"],
         )
         .absent(&["cl1ent-s3cret"]),
+        Case::error(
+            "route rule with a CEL syntax error",
+            with("routes:\n  - name: orders\n    rules:\n      - match: 'ce.type == '\n        path: /created\n"),
+            &["`routes[orders].rules[0].match`", "CEL syntax error at line 1, column 12"],
+        ),
+        Case::error(
+            "route filter naming an unknown variable",
+            with("routes:\n  - name: orders\n    filter: 'header[\"env\"] != \"test\"'\n"),
+            &["`routes[orders].filter`", "`header`", "use one of topic, partition"],
+        ),
+        Case::error(
+            "route delivery with a bad value",
+            with("routes:\n  - name: audit\n    delivery:\n      url: ftp://audit/in\n"),
+            &["`routes[audit].delivery.url`"],
+        ),
+        Case::error(
+            "topic read by no route",
+            with_kafka("").replace("topics: [orders]", "topics: [orders, users]")
+                + "routes:\n  - name: orders\n    topics: [orders]\n",
+            &["no route reads kafka.topics `users`"],
+        ),
         Case {
             name: "missing config file",
             yaml: None,

@@ -20,7 +20,7 @@ use crate::delivery::Drain;
 use crate::ops::events;
 use crate::ops::{Health, Metrics};
 use crate::partition::{PartitionSource, PartitionWorker, PositionHint, WorkerExit};
-use crate::routing::fanout::LaneSpec;
+use crate::routing::fanout::{LaneSpec, LANE_QUEUE_RECORDS};
 use crate::routing::{FanOut, Matcher, Route};
 
 /// A partition: topic and number.
@@ -270,6 +270,7 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             .map(|(route, wakeup)| LaneSpec {
                 settings: route.settings.clone(),
                 wakeup: wakeup.clone(),
+                limit_records: LANE_QUEUE_RECORDS,
             })
             .collect();
         let fanout = FanOut::new(

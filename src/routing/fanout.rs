@@ -8,8 +8,9 @@
 //! stored an offset past it (a lane's stored offset is its lowest unacknowledged record);
 //! a record no lane took is acknowledged at once. The partition's committable offset is the
 //! lowest offset not acknowledged that way, so a route that is down holds the commit back,
-//! never another route's deliveries, until its queue is full: the fanout stops polling while
-//! any lane's queue holds a lane buffer's worth (records or bytes), which bounds memory.
+//! not another route's deliveries, until its queue is full: the fanout stops polling while
+//! any lane's queue holds its share of the memory budget (at most 4 MiB) or
+//! [`LANE_QUEUE_RECORDS`], which bounds memory.
 //!
 //! Fetching is paused only when every lane asked for it (each lane's head waited past
 //! `pause_fetch_after`); one stuck lane lets the others go on until its queue is full.
@@ -57,14 +58,19 @@ struct LaneState {
     taken: VecDeque<i64>,
     wakeup: Arc<Notify>,
     settings: Arc<WorkerSettings>,
+    limit_records: usize,
     paused: bool,
     skipped: IntCounter,
 }
 
+/// Records a route's queue holds at most, however small they are.
+pub const LANE_QUEUE_RECORDS: usize = 10_000;
+
 impl LaneState {
-    /// The queue holds what the lane's worker may buffer: poll no more until it takes some.
+    /// The queue holds its share of the memory budget (or [`LANE_QUEUE_RECORDS`]): poll no
+    /// more until the lane's worker takes some.
     fn full(&self) -> bool {
-        self.queue.len() >= self.settings.buffer_records.max(1)
+        self.queue.len() >= self.limit_records
             || (!self.queue.is_empty() && self.bytes >= self.settings.buffer.bytes())
     }
 }
@@ -79,6 +85,8 @@ pub struct Lane<S> {
 pub struct LaneSpec {
     pub settings: Arc<WorkerSettings>,
     pub wakeup: Arc<Notify>,
+    /// Records its queue holds at most ([`LANE_QUEUE_RECORDS`]).
+    pub limit_records: usize,
 }
 
 impl<S: PartitionSource> FanOut<S> {
@@ -100,6 +108,7 @@ impl<S: PartitionSource> FanOut<S> {
                 taken: VecDeque::new(),
                 wakeup: spec.wakeup,
                 settings: spec.settings,
+                limit_records: spec.limit_records.max(1),
                 paused: false,
                 skipped: metrics
                     .route_skipped
@@ -391,6 +400,7 @@ mod tests {
             .map(|_| LaneSpec {
                 settings: settings(),
                 wakeup: Arc::new(Notify::new()),
+                limit_records: 4,
             })
             .collect();
         let fanout = FanOut::new(
@@ -414,7 +424,7 @@ mod tests {
     fn each_lane_gets_what_its_route_takes_and_the_commit_waits_for_all() {
         let (fanout, probe) = fanout(6);
         let mut lanes = fanout.lanes();
-        // Lane queues hold 4 records: `all` fills first, so polling stops there.
+        // Lane queues hold 4 records here: `all` fills first, so polling stops there.
         assert_eq!(drain(&mut lanes[0]), [0, 2]);
         assert_eq!(drain(&mut lanes[1]), [0, 1, 2, 3, 4, 5]);
         assert_eq!(drain(&mut lanes[0]), [4]);
