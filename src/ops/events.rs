@@ -163,6 +163,7 @@ pub fn retry_scheduled(
     warn_on_doubling!(
         attempts,
         topic = %record.topic,
+        route = metrics.route.as_deref(),
         partition = record.partition,
         offset = record.offset,
         attempts,
@@ -193,6 +194,7 @@ pub fn batch_retry_scheduled(
     warn_on_doubling!(
         attempts,
         topic = %first.topic,
+        route = metrics.route.as_deref(),
         partition = first.partition,
         first_offset = first.offset,
         entries,
@@ -275,6 +277,7 @@ pub fn record_disposed(
             metrics.dead_letter_writes.with_label_values(&["ok"]).inc();
             info!(
                 topic = %record.topic,
+                route = metrics.route.as_deref(),
                 partition = record.partition,
                 offset = record.offset,
                 attempts,
@@ -285,6 +288,7 @@ pub fn record_disposed(
         }
         Outcome::Dropped => error!(
             topic = %record.topic,
+            route = metrics.route.as_deref(),
             partition = record.partition,
             offset = record.offset,
             attempts, error, "Dropped record after failed delivery (on_failure: drop)"
@@ -300,6 +304,7 @@ pub fn dead_letter_failed(metrics: &Metrics, record: &Record, error: &str, delay
         .inc();
     error!(
         topic = %record.topic,
+        route = metrics.route.as_deref(),
         partition = record.partition,
         offset = record.offset,
         error,

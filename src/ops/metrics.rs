@@ -16,6 +16,8 @@ pub const ALL_PARTITIONS: &str = "all";
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// The route these delivery metrics are of (`route` label and log field), if routed.
+    pub route: Option<Arc<str>>,
     /// Per-partition gauges (`true`, the default) or one series per topic with
     /// `partition="all"` (`admin.partition_metrics: false`).
     pub per_partition: bool,
@@ -115,6 +117,7 @@ impl Metrics {
             .push((route.heads.clone(), route.oldest_unacked_age.clone()));
         Metrics {
             registry: self.registry.clone(),
+            route: Some(Arc::from(name)),
             per_partition: self.per_partition,
             consumer_lag: self.consumer_lag.clone(),
             assigned_partitions: self.assigned_partitions.clone(),
@@ -386,6 +389,7 @@ impl Metrics {
                 &["route"],
             ),
             registry,
+            route: None,
             per_partition: true,
             heads: Arc::default(),
             folds: Arc::default(),
