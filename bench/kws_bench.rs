@@ -201,6 +201,15 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         size: usize,
     },
+    /// Prints one JSON line: what deciding a record's routes costs (`routing::Matcher`, CEL),
+    /// in µs per record, in this process on one thread: one filter on the topic and key; ten
+    /// first-match rules on the key (the record matches the k-th, k = 1…10 in turn); ten
+    /// routes with a key filter each; and a filter on a header and one on a CloudEvents
+    /// attribute (which builds the `headers` map and the `ce` attributes).
+    RouteCost {
+        #[arg(long, default_value_t = 200_000)]
+        count: u64,
+    },
 }
 
 /// What both producers write, and where.
@@ -307,6 +316,7 @@ fn main() -> Result<()> {
             )),
         Command::FormatCost { count, size } => format_cost(count, size),
         Command::JsonCheckCost { count, size } => json_check_cost(count, size),
+        Command::RouteCost { count } => route_cost(count),
     }
 }
 
@@ -512,6 +522,73 @@ fn format_cost(count: u64, size: usize) -> Result<()> {
             std::hint::black_box(template.into_request(prepared, SystemTime::now()));
         }) / 1000.0;
         result.insert(name.into(), json!((best_us * 100.0).round() / 100.0));
+    }
+    println!("{}", serde_json::Value::Object(result));
+    Ok(())
+}
+
+/// See `Command::RouteCost`.
+fn route_cost(count: u64) -> Result<()> {
+    use kafka_webhook_sidecar::config::Config;
+    use kafka_webhook_sidecar::ops::Metrics;
+    use kafka_webhook_sidecar::routing::{Matcher, RouteMatch};
+
+    let rules: String = (0..10)
+        .map(|k| format!("{{match: 'key == \"key-{k}\"', path: /r{k}}},"))
+        .collect();
+    let ten_routes: String = (0..10)
+        .map(|k| format!("{{name: r{k}, filter: 'key == \"key-{k}\"'}},"))
+        .collect();
+    let variants = [
+        (
+            "one_filter",
+            "[{name: a, filter: 'topic == \"bench\" && key != \"none\"'}]".to_string(),
+        ),
+        ("ten_rules", format!("[{{name: a, rules: [{rules}]}}]")),
+        ("ten_routes", format!("[{ten_routes}]")),
+        (
+            "header_filter",
+            "[{name: a, filter: '\"env\" in headers && headers[\"env\"] == \"prod\"'}]".to_string(),
+        ),
+        (
+            "ce_type_filter",
+            "[{name: a, filter: 'ce.type == \"order.created\"'}]".to_string(),
+        ),
+    ];
+    let records: Vec<_> = (0..10_000u64)
+        .map(|seq| kafka_webhook_sidecar::record::Record {
+            key: Some(Bytes::from(format!("key-{}", seq % 10))),
+            headers: vec![
+                ("env".to_string(), Some(Bytes::from_static(b"prod"))),
+                (
+                    "content-type".to_string(),
+                    Some(Bytes::from_static(b"application/json")),
+                ),
+            ],
+            ..bench_record(seq, Bytes::from(vec![b'x'; 1024]))
+        })
+        .collect();
+    let mut result = serde_json::Map::new();
+    for (name, routes) in variants {
+        let text = format!(
+            "kafka: {{bootstrap_servers: 'k:9092', group_id: g, topics: [bench]}}\n\
+             delivery: {{url: 'http://127.0.0.1:1/'}}\nroutes: {routes}\n"
+        );
+        let settings = Config::from_yaml(&text, |_| None)
+            .and_then(|config| config.settings())
+            .context("bench routes")?;
+        let matcher = Matcher::new(
+            settings.routes.iter().map(RouteMatch::new).collect(),
+            settings.delivery.format.cloudevents.clone(),
+            "application/json".into(),
+            Metrics::new(),
+        );
+        let mut decisions = Vec::new();
+        let best_us = best_ns(count, |i| {
+            matcher.decide(&records[(i as usize) % records.len()], &mut decisions);
+            std::hint::black_box(&decisions);
+        }) / 1000.0;
+        result.insert(name.into(), json!((best_us * 1000.0).round() / 1000.0));
     }
     println!("{}", serde_json::Value::Object(result));
     Ok(())

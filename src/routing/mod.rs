@@ -288,6 +288,44 @@ mod tests {
     }
 
     #[test]
+    fn presence_tests_and_lists_work_as_the_readme_says() {
+        let matcher = matcher(
+            "routes: [{name: a, rules: [\
+               {match: 'has(ce.subject)', path: /subject},\
+               {match: '\"env\" in headers && headers[\"env\"] == \"prod\"', path: /prod},\
+               {match: 'ce.type in [\"x\", \"a\"]', path: /listed}]}]",
+        );
+        assert_eq!(decide(&matcher, &binary_event("a")), [to("/prod")]);
+        let no_env = Record {
+            headers: Record::example_headers(&[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"1"),
+                ("ce_source", b"/shop"),
+                ("ce_type", b"a"),
+            ]),
+            ..Record::example()
+        };
+        assert_eq!(decide(&matcher, &no_env), [to("/listed")]);
+        let with_subject = Record {
+            headers: Record::example_headers(&[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"1"),
+                ("ce_source", b"/shop"),
+                ("ce_type", b"a"),
+                ("ce_subject", b"s"),
+            ]),
+            ..Record::example()
+        };
+        assert_eq!(decide(&matcher, &with_subject), [to("/subject")]);
+        let errors = matcher
+            .metrics
+            .route_filter_errors
+            .with_label_values(&["a"])
+            .get();
+        assert_eq!(errors, 0, "presence tests never fail");
+    }
+
+    #[test]
     fn plain_records_have_the_attributes_they_would_be_wrapped_in() {
         let matcher = matcher(
             "routes: [{name: a, rules: [{match: 'ce.source == \"/kafka/orders\" && ce.type == \"com.example.record\"', path: /wrapped}]}]",
