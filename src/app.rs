@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::budget::BufferShare;
-use crate::config::{RouteSettings, Settings};
+use crate::config::{KafkaConfig, RouteSettings, Settings};
 use crate::delivery::flow::Flow;
 use crate::delivery::{deliverer, Deliverer, HttpClient};
 pub use crate::error::Error;
@@ -59,37 +59,99 @@ pub async fn run(
     } else {
         metrics.per_topic()
     };
-    let health = Arc::new(Health::new(settings.kafka.session_timeout));
+    // One consumer per consumer group: the sidecar's, and one for each group a route names.
+    let members = members(&settings);
+    let healths: Vec<Arc<Health>> = members
+        .iter()
+        .map(|_| Arc::new(Health::new(settings.kafka.session_timeout)))
+        .collect();
     let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
-        health.clone(),
+        healths.clone().into(),
         admin_stop.clone(),
     ));
 
-    let mut routes = Vec::with_capacity(settings.routes.len());
-    for route in &settings.routes {
-        let route_metrics = if routed {
-            metrics.for_route(&route.name)
-        } else {
-            metrics.clone()
-        };
-        routes.push(self::route(route, &settings, route_metrics)?);
+    let mut running = Vec::with_capacity(members.len());
+    for ((kafka, member_routes), health) in members.into_iter().zip(healths) {
+        let mut routes = Vec::with_capacity(member_routes.len());
+        for route in member_routes {
+            let route_metrics = if routed {
+                metrics.for_route(&route.name)
+            } else {
+                metrics.clone()
+            };
+            routes.push(self::route(route, &kafka, route_metrics)?);
+        }
+        running.push(start(kafka, routes, &metrics, health, &settings).await?);
     }
+
+    shutdown.await;
+    let exit = shutdown::shutdown_all(
+        running,
+        settings.shutdown.drain_timeout,
+        settings.shutdown.hard_deadline(),
+    )
+    .await;
+    admin_stop.cancel();
+    let _ = admin.await;
+    Ok(exit)
+}
+
+/// The consumers to run: the sidecar's group (`kafka.group_id`) with the routes that name no
+/// group, then one per group that routes name, each with the routes of that group, the topics
+/// they read, and an equal share of `kafka.memory_budget`.
+fn members(settings: &Settings) -> Vec<(KafkaConfig, Vec<&RouteSettings>)> {
+    let mut groups: Vec<(Option<&str>, Vec<&RouteSettings>)> = Vec::new();
+    for route in &settings.routes {
+        let group = route.group_id.as_deref();
+        match groups.iter_mut().find(|(known, _)| *known == group) {
+            Some((_, routes)) => routes.push(route),
+            None => groups.push((group, vec![route])),
+        }
+    }
+    let share = settings.kafka.memory_budget.as_u64() / groups.len().max(1) as u64;
+    groups
+        .into_iter()
+        .map(|(group, routes)| {
+            let mut kafka = settings.kafka.clone();
+            if let Some(group) = group {
+                kafka.group_id = group.to_string();
+            }
+            kafka.topics = settings
+                .kafka
+                .topics
+                .iter()
+                .filter(|topic| routes.iter().any(|route| route.topics.contains(topic)))
+                .cloned()
+                .collect();
+            kafka.memory_budget = bytesize::ByteSize::b(share);
+            (kafka, routes)
+        })
+        .collect()
+}
+
+/// Creates one consumer of `kafka` for `routes` and starts its pump and position look-up.
+async fn start(
+    kafka: KafkaConfig,
+    routes: Vec<Route>,
+    metrics: &Metrics,
+    health: Arc<Health>,
+    settings: &Settings,
+) -> Result<Running, Error> {
     let subscribed = {
-        let kafka = settings.kafka.clone();
+        let kafka = kafka.clone();
+        let topics = kafka.topics.len();
         tokio::task::spawn_blocking(move || kafka::subscribed_partitions(&kafka))
             .await
-            .unwrap_or(settings.kafka.topics.len())
+            .unwrap_or(topics)
     };
-    let consumer = kafka::create(
-        &settings.kafka,
-        routes,
-        metrics.clone(),
-        health.clone(),
-        subscribed,
-    )?;
+    let names: Vec<Arc<str>> = routes
+        .iter()
+        .map(|route| route.matching.name.clone())
+        .collect();
+    let consumer = kafka::create(&kafka, routes, metrics.clone(), health.clone(), subscribed)?;
     let positions_stop = CancellationToken::new();
     let positions = tokio::spawn(kafka::follow_positions(
         Arc::downgrade(&consumer),
@@ -105,16 +167,14 @@ pub async fn run(
     )
     .map_err(Error::Thread)?;
     info!(
-        group_id = %settings.kafka.group_id,
-        topics = ?settings.kafka.topics,
-        routes = ?settings.routes.iter().map(|route| &*route.name).collect::<Vec<_>>(),
+        group_id = %kafka.group_id,
+        topics = ?kafka.topics,
+        routes = ?names,
         ordering = ?settings.delivery.ordering,
         in_flight_cap = settings.delivery.in_flight_cap,
         "Subscribed; joining the consumer group"
     );
-
-    shutdown.await;
-    let running = Running {
+    Ok(Running {
         consumer,
         pump,
         pump_stop,
@@ -122,29 +182,20 @@ pub async fn run(
         positions,
         positions_stop,
         health,
-        metrics,
-    };
-    let exit = shutdown::shutdown(
-        running,
-        settings.shutdown.drain_timeout,
-        settings.shutdown.hard_deadline(),
-    )
-    .await;
-    admin_stop.cancel();
-    let _ = admin.await;
-    Ok(exit)
+        metrics: metrics.clone(),
+    })
 }
 
 /// A route's delivery (HTTP client, request template, retry, failure policy, flow control)
 /// and its partition workers' settings.
-fn route(route: &RouteSettings, settings: &Settings, metrics: Metrics) -> Result<Route, Error> {
+fn route(route: &RouteSettings, kafka: &KafkaConfig, metrics: Metrics) -> Result<Route, Error> {
     let delivery = &route.delivery;
     let deliverer = Arc::new(Deliverer {
         transport: HttpClient::new(&delivery.endpoint, metrics.clone())?,
         template: RequestTemplate::new(delivery),
         timeout: delivery.endpoint.timeout,
         retry: delivery.retry.clone(),
-        on_failure: kafka::dead_letter::on_failure(&delivery.on_failure, &settings.kafka)?,
+        on_failure: kafka::dead_letter::on_failure(&delivery.on_failure, kafka)?,
         metrics: metrics.clone(),
         jitter: deliverer::random_jitter,
         flow: Flow::new(&delivery.flow, &metrics),
@@ -159,7 +210,7 @@ fn route(route: &RouteSettings, settings: &Settings, metrics: Metrics) -> Result
         ordering: delivery.ordering,
         in_flight_cap: delivery.in_flight_cap,
         buffer_records,
-        buffer: BufferShare::new(settings.kafka.memory_budget.as_u64(), buffer_bytes),
+        buffer: BufferShare::new(kafka.memory_budget.as_u64(), buffer_bytes),
         batch: delivery.batch,
         pause_fetch_after: delivery.flow.pause_fetch_after,
     });

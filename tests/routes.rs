@@ -2,7 +2,8 @@
 //! three paths and a default, test traffic filtered out (acknowledged, committed past and
 //! counted); a record two routes want, one of them down for 10 s (the other keeps
 //! delivering, the commit waits for both); and a graceful rebalance and SIGTERM with routes,
-//! which deliver nothing twice.
+//! which deliver nothing twice; a route with a consumer group of its own, which commits
+//! independently of the others.
 
 mod common;
 
@@ -335,4 +336,56 @@ async fn a_bad_expression_stops_the_sidecar_with_exit_64() {
         logs.contains("routes[orders].filter") && logs.contains("CEL syntax error at line 1"),
         "{logs}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_route_with_a_group_of_its_own_commits_independently() {
+    const PARTITIONS: i32 = 2;
+    let topic = unique("routes-group");
+    let group = unique("routes-group-main");
+    let audit_group = unique("routes-group-audit");
+    create_topic(&topic, PARTITIONS).await;
+    let main = Endpoint::start().await;
+    let audit = Endpoint::start().await;
+    let kafka = Kafka::shared();
+
+    let mut config = test_config(&group, &topic, &main.url());
+    config.routes = routes(&format!(
+        "- name: main\n- name: audit\n  group_id: {audit_group}\n  delivery: {{url: '{}'}}\n",
+        audit.url()
+    ));
+    let mut sidecar = Sidecar::start_ready(&config).await;
+    audit.set_down(true);
+    let produced = produce_keyed(&topic, 10, 200).await;
+    let end = end_offsets(&topic, PARTITIONS);
+    // The sidecar's group commits to the end while the audit route's endpoint is down: the
+    // route with a group of its own holds nothing back.
+    checks::wait_all_delivered(&main, &produced, LONG).await;
+    checks::wait_committed(&kafka, &group, &topic, &end).await;
+    assert_eq!(audit.successful_count(), 0);
+    let audit_committed = committed_offsets(&audit_group, &topic, PARTITIONS);
+    assert!(
+        audit_committed.iter().all(|offset| *offset <= 0),
+        "the audit group committed nothing it did not deliver: {audit_committed:?}"
+    );
+
+    audit.set_down(false);
+    checks::wait_all_delivered(&audit, &produced, LONG).await;
+    checks::wait_committed(&kafka, &audit_group, &topic, &end).await;
+    for endpoint in [&main, &audit] {
+        let delivered = checks::delivered(endpoint);
+        checks::assert_partition_order(&delivered);
+        assert_eq!(checks::duplicates(&delivered), 0);
+    }
+    sidecar.sigterm();
+    assert!(
+        sidecar.wait_exit(LONG).await.success(),
+        "both consumers leave, exit 0"
+    );
+    let logs = sidecar.logs();
+    assert!(
+        logs.contains(&audit_group) && logs.contains(&group),
+        "each consumer says which group it joins"
+    );
+    delete_topic(&topic).await;
 }

@@ -197,7 +197,13 @@ impl Config {
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         self.kafka.validate()?;
         let delivery = self.delivery.validate(&self.kafka.topics)?;
-        let routes = routes::validate(&self.routes, &self.kafka.topics, &self.delivery, &delivery)?;
+        let routes = routes::validate(
+            &self.routes,
+            &self.kafka.group_id,
+            &self.kafka.topics,
+            &self.delivery,
+            &delivery,
+        )?;
         self.shutdown.validate()?;
         let admin_listen = self.admin.validate()?;
         self.log.validate()?;

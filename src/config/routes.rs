@@ -37,6 +37,11 @@ pub struct RouteConfig {
     /// Topics this route reads, each one of `kafka.topics`; empty = all of them.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// A consumer group of the route's own: its topics are read by a consumer of their own
+    /// in this group, with its own commits, rebalances and lag, independent of the other
+    /// routes (routes naming the same group share that consumer). Absent = `kafka.group_id`.
+    #[serde(default)]
+    pub group_id: Option<String>,
     /// A CEL expression; the route takes only the records for which it is `true` (an
     /// expression that fails on a record, e.g. a missing header, counts as `false`).
     #[serde(default)]
@@ -96,6 +101,8 @@ pub struct RouteSettings {
     pub name: Arc<str>,
     /// The topics it reads (resolved: never empty).
     pub topics: Vec<String>,
+    /// Its own consumer group; `None` = `kafka.group_id`.
+    pub group_id: Option<String>,
     pub filter: Option<Expression>,
     pub rules: Vec<Rule>,
     /// Where a record goes when rules are given and none matched; `None` = skipped.
@@ -110,6 +117,7 @@ impl RouteSettings {
         RouteSettings {
             name: Arc::from("default"),
             topics: topics.to_vec(),
+            group_id: None,
             filter: None,
             rules: Vec::new(),
             default: None,
@@ -127,6 +135,7 @@ impl RouteSettings {
 /// route's `delivery` overrides). Empty `routes` = the one route of `delivery`.
 pub(super) fn validate(
     routes: &[RouteConfig],
+    group_id: &str,
     topics: &[String],
     delivery: &DeliveryConfig,
     top: &DeliverySettings,
@@ -205,9 +214,21 @@ pub(super) fn validate(
                 "cannot be combined with delivery.batch (a batch is one request to one URL); make one batched route per path with a filter instead",
             ));
         }
+        let route_group = match route.group_id.as_deref().map(str::trim) {
+            None => None,
+            Some("") => {
+                return Err(invalid(
+                    &format!("{key}.group_id"),
+                    "is empty; remove it to use kafka.group_id",
+                ))
+            }
+            Some(group) if group == group_id => None,
+            Some(group) => Some(group.to_string()),
+        };
         validated.push(RouteSettings {
             name: Arc::from(name),
             topics: route_topics,
+            group_id: route_group,
             filter,
             rules,
             default,
@@ -380,6 +401,25 @@ mod tests {
             Some("http://app:8080/other")
         );
         assert_eq!(orders.rules[0].condition.variables, ["ce"]);
+        assert_eq!(audit.group_id, None);
+    }
+
+    #[test]
+    fn a_route_may_name_a_group_of_its_own() {
+        let settings = config(
+            "routes: [{name: main}, {name: audit, group_id: g-audit}, {name: same, group_id: g}]",
+        )
+        .expect("valid");
+        let groups: Vec<Option<&str>> = settings
+            .routes
+            .iter()
+            .map(|route| route.group_id.as_deref())
+            .collect();
+        assert_eq!(
+            groups,
+            [None, Some("g-audit"), None],
+            "kafka.group_id is no group of its own"
+        );
     }
 
     #[test]
@@ -410,6 +450,7 @@ mod tests {
             ("routes: [{name: a, topics: [nope]}]", "routes[a].topics"),
             ("routes: [{name: a, topics: [orders]}]", "no route reads kafka.topics `users`"),
             ("routes: [{name: a, default: /x}]", "routes[a].default"),
+            ("routes: [{name: a, group_id: ' '}]", "routes[a].group_id"),
             (
                 "routes: [{name: a, rules: [{match: 'true', path: x}]}]",
                 "routes[a].rules[0].path",

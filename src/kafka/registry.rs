@@ -281,21 +281,47 @@ impl<C: ConsumerContext + 'static> PartitionRegistry<C> {
             position.clone(),
             &self.metrics,
         );
+        // The routes' workers have a drain of their own: on revoke the partition first stops
+        // polling and lets every route reach the same offset, then stops them.
+        let lanes_drain = Drain::default();
         let mut workers = JoinSet::new();
         for ((route, lane), wakeup) in routes.iter().zip(fanout.lanes()).zip(&wakeups) {
-            let worker = self.worker(route, topic, partition, lane, wakeup, drain);
+            let worker = self.worker(route, topic, partition, lane, wakeup, &lanes_drain);
             workers.spawn_on(worker.run(), &self.runtime);
         }
-        let (topic, abandon) = (topic.clone(), drain.abandon.clone());
+        let (topic, outer) = (topic.clone(), drain.clone());
         let join = self.runtime.spawn(async move {
-            // Each route's worker stores into the fanout; the partition's committable offset
-            // is the fanout's once they all ended.
-            while let Some(joined) = workers.join_next().await {
-                if let Err(join_error) = joined {
-                    error!(topic = %topic, partition, error = %join_error, "Route worker failed");
-                    abandon.cancel();
+            // Running, until the partition is drained (or a route's worker failed and
+            // stopped the others).
+            tokio::select! {
+                _ = outer.stop.cancelled() => {
+                    fanout.close();
+                    tokio::select! {
+                        _ = fanout.settled() => {}
+                        _ = outer.abandon.cancelled() => {}
+                    }
+                }
+                _ = lanes_drain.stop.cancelled() => {}
+            }
+            lanes_drain.stop.cancel();
+            if outer.abandon.is_cancelled() {
+                lanes_drain.abandon.cancel();
+            }
+            loop {
+                tokio::select! {
+                    joined = workers.join_next() => match joined {
+                        None => break,
+                        Some(Ok(_)) => {}
+                        Some(Err(join_error)) => {
+                            error!(topic = %topic, partition, error = %join_error, "Route worker failed");
+                        }
+                    },
+                    _ = outer.abandon.cancelled(), if !lanes_drain.abandon.is_cancelled() => {
+                        lanes_drain.abandon.cancel();
+                    }
                 }
             }
+            // Each route's worker stored into the fanout: its offset is the partition's.
             WorkerExit {
                 committable: fanout.stored(),
             }

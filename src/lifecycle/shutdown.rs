@@ -42,6 +42,31 @@ pub struct Running {
     pub metrics: Metrics,
 }
 
+/// Runs the sequence for every consumer (one per consumer group) at once, under the same
+/// deadline; the exit is clean only when each was.
+pub async fn shutdown_all(
+    members: Vec<Running>,
+    drain_timeout: Duration,
+    budget: Duration,
+) -> Exit {
+    let mut shutdowns = tokio::task::JoinSet::new();
+    for running in members {
+        shutdowns.spawn(shutdown(running, drain_timeout, budget));
+    }
+    let mut exit = Exit::Clean;
+    while let Some(joined) = shutdowns.join_next().await {
+        match joined {
+            Ok(Exit::Clean) => {}
+            Ok(other) => exit = other,
+            Err(join_error) => {
+                error!(error = %join_error, "A consumer's shutdown failed");
+                exit = Exit::DeadlineExceeded;
+            }
+        }
+    }
+    exit
+}
+
 /// Runs the sequence. `drain_timeout` limits the drain; `budget` (grace period − 1 s) the
 /// whole sequence.
 pub async fn shutdown(running: Running, drain_timeout: Duration, budget: Duration) -> Exit {

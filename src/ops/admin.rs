@@ -31,7 +31,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
-    health: Arc<Health>,
+    health: Arc<[Arc<Health>]>,
     stop: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
@@ -56,7 +56,8 @@ pub async fn serve(
         let stop = stop.clone();
         connections.spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = route(&request, &metrics, &health);
+                let members: Vec<&Health> = health.iter().map(|member| &**member).collect();
+                let response = route(&request, &metrics, &members);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -70,8 +71,13 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-/// Answers one admin request; no socket involved, so unit tests call it directly.
-pub fn route<B>(request: &Request<B>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
+/// Answers one admin request; no socket involved, so unit tests call it directly. `health`
+/// has one entry per consumer (one per consumer group): healthy and ready when each is.
+pub fn route<B>(
+    request: &Request<B>,
+    metrics: &Metrics,
+    health: &[&Health],
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }
@@ -84,11 +90,11 @@ pub fn route<B>(request: &Request<B>, metrics: &Metrics, health: &Health) -> Res
             );
             response
         }
-        "/healthz" | "/livez" => match health.is_healthy() {
+        "/healthz" | "/livez" => match health.iter().all(|member| member.is_healthy()) {
             true => text(StatusCode::OK, "ok\n"),
             false => text(StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n"),
         },
-        "/readyz" => match health.is_ready() {
+        "/readyz" => match health.iter().all(|member| member.is_ready()) {
             true => text(StatusCode::OK, "ready\n"),
             false => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         },
@@ -112,7 +118,7 @@ mod tests {
 
     fn get(path: &str, metrics: &Metrics, health: &Health) -> (StatusCode, String) {
         let request = Request::get(path).body(()).unwrap();
-        let response = route(&request, metrics, health);
+        let response = route(&request, metrics, &[health]);
         let status = response.status();
         let body = futures_body(response);
         (status, body)
@@ -182,7 +188,7 @@ mod tests {
         );
         metrics.assigned_partitions.set(3);
         let request = Request::get("/metrics").body(()).unwrap();
-        let response = route(&request, &metrics, &health);
+        let response = route(&request, &metrics, &[&health]);
         assert_eq!(
             response.headers()[http::header::CONTENT_TYPE],
             "text/plain; version=0.0.4; charset=utf-8"
@@ -204,7 +210,7 @@ mod tests {
         assert_eq!(get("/nope", &metrics, &health).0, StatusCode::NOT_FOUND);
         let post = Request::post("/metrics").body(()).unwrap();
         assert_eq!(
-            route(&post, &metrics, &health).status(),
+            route(&post, &metrics, &[&health]).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
     }

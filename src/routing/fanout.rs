@@ -33,6 +33,8 @@ use crate::record::Record;
 /// One partition's records shared out to its lanes.
 pub struct FanOut<S> {
     state: Mutex<State<S>>,
+    /// Notified when every record taken is acknowledged by every lane that took it.
+    settle: Notify,
 }
 
 struct State<S> {
@@ -49,6 +51,8 @@ struct State<S> {
     paused_lanes: usize,
     decisions: Vec<Decision>,
     unrouted: IntCounter,
+    /// The partition is being drained: hand out what the lanes' queues hold, poll no more.
+    closing: bool,
 }
 
 struct LaneState {
@@ -127,7 +131,9 @@ impl<S: PartitionSource> FanOut<S> {
                 paused_lanes: 0,
                 decisions: Vec::new(),
                 unrouted: metrics.unrouted.with_label_values(&[topic]),
+                closing: false,
             }),
+            settle: Notify::new(),
         })
     }
 
@@ -140,6 +146,31 @@ impl<S: PartitionSource> FanOut<S> {
                 index,
             })
             .collect()
+    }
+
+    /// Stops polling the partition (it is being drained): the lanes still get what their
+    /// queues hold, so every route can reach the same offset before the final commit, and a
+    /// graceful rebalance redelivers nothing to any of them.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closing = true;
+        for lane in &state.lanes {
+            lane.wakeup.notify_one();
+        }
+    }
+
+    /// Returns once every record taken from the partition is acknowledged by every lane that
+    /// took it (at once if it is so now).
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.settle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().pending.is_empty() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The committable offset stored last, for the partition's final commit.
@@ -245,6 +276,10 @@ impl<S: PartitionSource> State<S> {
         self.store();
     }
 
+    fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     fn acknowledge(&mut self, offset: i64) {
         if let Err(track_error) = self.tracker.acknowledged(offset) {
             error!(error = %track_error, "Offset tracking error");
@@ -279,7 +314,7 @@ impl<S: PartitionSource> PartitionSource for Lane<S> {
                 lane.bytes = lane.bytes.saturating_sub(record.size_bytes());
                 return Some(Ok(record));
             }
-            if state.lanes.iter().any(LaneState::full) {
+            if state.closing || state.lanes.iter().any(LaneState::full) {
                 return None;
             }
             match state.source.poll(now)? {
@@ -290,7 +325,14 @@ impl<S: PartitionSource> PartitionSource for Lane<S> {
     }
 
     fn store(&self, offset: i64) -> Result<(), KafkaError> {
-        self.fanout.lock().lane_stored(self.index, offset);
+        let settled = {
+            let mut state = self.fanout.lock();
+            state.lane_stored(self.index, offset);
+            state.settled()
+        };
+        if settled {
+            self.fanout.settle.notify_waiters();
+        }
         Ok(())
     }
 
@@ -455,6 +497,30 @@ mod tests {
         assert!(drain(&mut lanes[0]).is_empty());
         // `all` takes until `evens` holds 4 undrained records (4, 6, 8, 10).
         assert_eq!(drain(&mut lanes[1]), (0..=10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_closed_fanout_hands_out_what_it_took_and_settles_when_all_acknowledged() {
+        let (fanout, probe) = fanout(10);
+        let mut lanes = fanout.lanes();
+        assert_eq!(drain(&mut lanes[0]), [0, 2]);
+        fanout.close();
+        // `all` gets the four records already taken, nothing more.
+        assert_eq!(drain(&mut lanes[1]), [0, 1, 2, 3]);
+        let settled = {
+            let fanout = fanout.clone();
+            tokio::spawn(async move { fanout.settled().await })
+        };
+        lanes[1].store(4).expect("store");
+        tokio::task::yield_now().await;
+        assert!(
+            !settled.is_finished(),
+            "`evens` has not acknowledged 0 and 2"
+        );
+        lanes[0].store(3).expect("store");
+        settled.await.expect("settled");
+        assert_eq!(probe.stored.lock().expect("lock").last(), Some(&4));
+        assert_eq!(fanout.stored(), Some(4));
     }
 
     #[test]
