@@ -471,6 +471,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn compiling_random_cel_like_text_never_panics(
+            source in "[a-z\\[\\](){}.,:?!=<>&|+*/%'\" 0-9\\\\-]{0,40}"
+        ) {
+            let _ = compile(&source, "k");
+        }
+    }
+
     #[test]
     fn compiling_arbitrary_text_never_panics() {
         for source in [
