@@ -222,15 +222,22 @@ mod tests {
         Decision::Deliver(Some(format!("http://app:8080{path}").parse().expect("uri")))
     }
 
+    /// A Kafka binary-mode CloudEvent of `event_type` with header `env: prod`.
     fn binary_event(event_type: &str) -> Record {
+        binary_event_with(event_type, &[("env", b"prod")])
+    }
+
+    /// A Kafka binary-mode CloudEvent of `event_type` with `extra` headers.
+    fn binary_event_with(event_type: &str, extra: &[(&str, &[u8])]) -> Record {
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"1"),
+            ("ce_source", b"/shop"),
+            ("ce_type", event_type.as_bytes()),
+        ];
+        headers.extend_from_slice(extra);
         Record {
-            headers: Record::example_headers(&[
-                ("ce_specversion", b"1.0"),
-                ("ce_id", b"1"),
-                ("ce_source", b"/shop"),
-                ("ce_type", event_type.as_bytes()),
-                ("env", b"prod"),
-            ]),
+            headers: Record::example_headers(&headers),
             ..Record::example()
         }
     }
@@ -296,26 +303,9 @@ mod tests {
                {match: 'ce.type in [\"x\", \"a\"]', path: /listed}]}]",
         );
         assert_eq!(decide(&matcher, &binary_event("a")), [to("/prod")]);
-        let no_env = Record {
-            headers: Record::example_headers(&[
-                ("ce_specversion", b"1.0"),
-                ("ce_id", b"1"),
-                ("ce_source", b"/shop"),
-                ("ce_type", b"a"),
-            ]),
-            ..Record::example()
-        };
+        let no_env = binary_event_with("a", &[]);
         assert_eq!(decide(&matcher, &no_env), [to("/listed")]);
-        let with_subject = Record {
-            headers: Record::example_headers(&[
-                ("ce_specversion", b"1.0"),
-                ("ce_id", b"1"),
-                ("ce_source", b"/shop"),
-                ("ce_type", b"a"),
-                ("ce_subject", b"s"),
-            ]),
-            ..Record::example()
-        };
+        let with_subject = binary_event_with("a", &[("ce_subject", b"s")]);
         assert_eq!(decide(&matcher, &with_subject), [to("/subject")]);
         let errors = matcher
             .metrics
