@@ -228,6 +228,10 @@ struct RecordArgs {
     /// First sequence number written into the bodies.
     #[arg(long, default_value_t = 0)]
     first_seq: u64,
+    /// The producer's `batch.size` in bytes (librdkafka's default 1 MB; the Java client's
+    /// 16 KiB): the consumer fetches whole batches, so it sets the floor of its prefetch.
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_size: u64,
 }
 
 fn main() -> Result<()> {
@@ -1034,12 +1038,13 @@ fn produce(records: &RecordArgs, count: u64, rate: Option<(u64, u64)>) -> Result
         size,
         keys,
         first_seq,
+        batch_size,
     } = records;
     let linger = rate.map_or(20, |(_, linger_ms)| linger_ms).to_string();
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", &linger)
-        .set("batch.size", "1000000")
+        .set("batch.size", batch_size.to_string())
         .set(
             "message.max.bytes",
             (size + (64 << 10)).max(1_000_000).to_string(),

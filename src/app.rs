@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::budget::BufferShare;
-use crate::config::{KafkaConfig, RouteSettings, Settings};
+use crate::budget::{self, BufferShare};
+use crate::config::{ConcurrencySettings, KafkaConfig, RouteSettings, Settings};
 use crate::delivery::flow::Flow;
 use crate::delivery::{deliverer, Deliverer, HttpClient};
 pub use crate::error::Error;
@@ -76,13 +76,14 @@ pub async fn run(
     let mut running = Vec::with_capacity(members.len());
     for ((kafka, member_routes), health) in members.into_iter().zip(healths) {
         let mut routes = Vec::with_capacity(member_routes.len());
+        let sharing = member_routes.len();
         for route in member_routes {
             let route_metrics = if routed {
                 metrics.for_route(&route.name)
             } else {
                 metrics.clone()
             };
-            routes.push(self::route(route, &kafka, route_metrics)?);
+            routes.push(self::route(route, &kafka, sharing, route_metrics)?);
         }
         running.push(start(kafka, routes, &metrics, health, &settings).await?);
     }
@@ -187,9 +188,27 @@ async fn start(
 }
 
 /// A route's delivery (HTTP client, request template, retry, failure policy, flow control)
-/// and its partition workers' settings.
-fn route(route: &RouteSettings, kafka: &KafkaConfig, metrics: Metrics) -> Result<Route, Error> {
+/// and its partition workers' settings. Without `delivery.concurrency` the route's requests
+/// in flight are limited to what its part of the member's budget pays for (the member's
+/// `sharing` routes part it equally).
+fn route(
+    route: &RouteSettings,
+    kafka: &KafkaConfig,
+    sharing: usize,
+    metrics: Metrics,
+) -> Result<Route, Error> {
     let delivery = &route.delivery;
+    let mut flow = delivery.flow.clone();
+    if flow.concurrency.is_none() {
+        let budget = kafka.memory_budget.as_u64() / sharing.max(1) as u64;
+        let limit = budget::requests::requests_within(budget);
+        info!(
+            route = %route.name,
+            requests = limit,
+            "delivery.concurrency is not set: requests in flight are limited by kafka.memory_budget"
+        );
+        flow.concurrency = Some(ConcurrencySettings::Fixed(limit));
+    }
     let deliverer = Arc::new(Deliverer {
         transport: HttpClient::new(&delivery.endpoint, metrics.clone())?,
         template: RequestTemplate::new(delivery),
@@ -198,7 +217,7 @@ fn route(route: &RouteSettings, kafka: &KafkaConfig, metrics: Metrics) -> Result
         on_failure: kafka::dead_letter::on_failure(&delivery.on_failure, kafka)?,
         metrics: metrics.clone(),
         jitter: deliverer::random_jitter,
-        flow: Flow::new(&delivery.flow, &metrics),
+        flow: Flow::new(&flow, &metrics),
     });
     // With batching the buffer holds two full batches (records and bodies), so one fills
     // while one is in flight.

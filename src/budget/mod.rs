@@ -7,6 +7,8 @@
 //! - [`buffers`]: the other half bounds the records the workers hold (buffered, in flight,
 //!   and batch bodies), shared by the partitions assigned now and recomputed on every
 //!   assignment.
+//! - [`requests`]: when `delivery.concurrency` is not set, the budget also sets the shared
+//!   limit on requests in flight (each holds a connection's buffers and tasks).
 //!
 //! A record larger than a partition's share still flows, one at a time: librdkafka always
 //! returns at least one record per fetch, and a worker always takes one record when it holds
@@ -14,6 +16,7 @@
 
 pub mod buffers;
 pub mod prefetch;
+pub mod requests;
 
 pub use buffers::BufferShare;
 pub use prefetch::Prefetch;

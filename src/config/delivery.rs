@@ -80,7 +80,8 @@ pub struct DeliveryConfig {
     #[serde(default)]
     pub batch: Option<BatchConfig>,
     /// One limit on requests in flight toward the endpoint for all partitions, fixed or
-    /// adaptive; absent = only the per-partition `max_in_flight`.
+    /// adaptive; absent = fixed at what `kafka.memory_budget` pays for (one request per
+    /// 512 KiB: 128 at 64 MiB).
     #[serde(default)]
     pub concurrency: Option<ConcurrencyConfig>,
     /// Records per second toward the endpoint for all partitions; absent = unlimited.

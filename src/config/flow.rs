@@ -12,7 +12,8 @@ use super::{invalid, ConfigError};
 
 /// One limit on the requests in flight toward the endpoint, shared by all partitions; the
 /// ordering modes' per-partition caps (`max_in_flight`) still apply inside it. It counts
-/// requests: a batch request is one unit. Absent: no shared limit.
+/// requests: a batch request is one unit. Absent: fixed at one request per 512 KiB of
+/// `kafka.memory_budget`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencyConfig {

@@ -281,7 +281,7 @@ impl Metrics {
             concurrency_limit: gauge(
                 true,
                 "kws_concurrency_limit",
-                "The shared limit on requests in flight toward the endpoint (delivery.concurrency); 0 when not set.",
+                "The shared limit on requests in flight toward the endpoint (delivery.concurrency; when not set, the one kafka.memory_budget pays for).",
             ),
             concurrency_waiting: gauge(
                 true,
