@@ -3,15 +3,17 @@
 # corpus and prints its executions and crashes; exits 1 if any target crashed (the input
 # is kept in fuzz/artifacts/TARGET/, to be turned into a regression test).
 #
-#   scripts/fuzz.sh                 every target, 20 s each (what the test command runs)
+#   scripts/fuzz.sh                 every target, 20 s each (the test command passes --seconds 8)
 #   scripts/fuzz.sh --seconds 3600  a long run
 #   scripts/fuzz.sh bodies          one target
 #
 # Needs the nightly toolchain (libFuzzer's instrumentation; rustup's `nightly`, present on
 # the project's machines) and cargo-fuzz (installed from crates.io when missing). Built
 # without a sanitizer: the sidecar forbids unsafe code, so the crash the fuzzer looks for is
-# a panic (a broken body rule, or any panic in the code under test); trace-compares
-# instrumentation is left out, it cut the rate by more than half.
+# a panic (a broken invariant of the target, or any panic in the code under test); with debug
+# assertions (-a), so an arithmetic overflow panics too instead of wrapping as in an
+# optimized build; trace-compares instrumentation is left out, it cut the rate by more than
+# half.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +22,7 @@ targets=()
 while (($#)); do
     case "$1" in
     --seconds) SECONDS_EACH=$2; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
     esac
 done
@@ -38,7 +40,7 @@ cd "$ROOT/fuzz"
 if ((${#targets[@]} == 0)); then
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
-flags=(-O -s none --no-trace-compares)
+flags=(-O -a -s none --no-trace-compares)
 work=$(mktemp -d "${TMPDIR:-/tmp}/kws-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 

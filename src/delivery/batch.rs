@@ -152,8 +152,10 @@ fn settle_all(settled: &Settled, records: &[Record], disposition: Disposition) {
     }
 }
 
-/// Each pending entry's outcome of one request: `None` when acknowledged.
-fn entry_outcomes(
+/// Each pending entry's outcome of one request (`outcome`, and `answer`, the body of a 2xx):
+/// `None` when acknowledged, one per entry of `pending`, in order. Public for the `answers`
+/// fuzz target.
+pub fn entry_outcomes(
     encoder: &BatchEncoder,
     pending: &[Record],
     outcome: AttemptOutcome,

@@ -41,6 +41,18 @@ pub struct Token {
     expires_at: Option<Instant>,
 }
 
+impl Token {
+    /// When the token is refreshed (before it expires); `None`: only after a 401.
+    pub fn refresh_at(&self) -> Option<Instant> {
+        self.refresh_at
+    }
+
+    /// When the token expires (`expires_in` after it arrived); `None`: not given.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
+    }
+}
+
 #[derive(Default)]
 struct State {
     token: Option<Token>,
@@ -194,9 +206,10 @@ enum ExpiresIn {
     Text(String),
 }
 
-/// Reads a token response (RFC 6749 §5.1 / §5.2). The reason never quotes the token; of an
-/// error response only the standard `error` code is kept.
-fn parse_response(
+/// Reads a token response (RFC 6749 §5.1 / §5.2) that arrived at `now` with `status`. The
+/// reason never quotes the token; of an error response only the standard `error` code is
+/// kept. Public for the `oauth2` fuzz target; the sidecar calls it only here.
+pub fn parse_response(
     status: u16,
     body: &[u8],
     now: Instant,
@@ -206,7 +219,7 @@ fn parse_response(
     if !(200..300).contains(&status) {
         let code = parsed
             .and_then(|response| response.error)
-            .filter(|code| code.len() <= 64 && code.bytes().all(|b| b.is_ascii_graphic()));
+            .filter(|code| quotable(code));
         return Err(match code {
             Some(code) => {
                 format!("HTTP {status} ({code}); check client_id, client_secret and scopes")
@@ -217,13 +230,27 @@ fn parse_response(
     let response = parsed.ok_or("the answer is not a JSON token response")?;
     if let Some(kind) = &response.token_type {
         if !kind.eq_ignore_ascii_case("bearer") {
-            return Err(format!("token_type `{kind}` is not Bearer"));
+            // Quoted only when it is a short word: the reason goes into log lines (the
+            // `oauth2` fuzz target found control characters and any length quoted here).
+            return Err(if quotable(kind) {
+                format!("token_type `{kind}` is not Bearer")
+            } else {
+                "token_type is not Bearer".to_string()
+            });
         }
     }
     let access_token = response
         .access_token
         .filter(|token| !token.is_empty())
         .ok_or("the answer has no access_token")?;
+    // RFC 6749 (A.12) makes a token printable ASCII; `HeaderValue` would also take bytes
+    // above 0x7f and tabs (the `oauth2` fuzz target found UTF-8 tokens sent as they came).
+    if !access_token
+        .bytes()
+        .all(|byte| (0x20..0x7f).contains(&byte))
+    {
+        return Err("the access_token has characters not allowed in a header".to_string());
+    }
     let mut value = HeaderValue::from_str(&format!("Bearer {access_token}"))
         .map_err(|_| "the access_token has characters not allowed in a header".to_string())?;
     value.set_sensitive(true);
@@ -241,6 +268,12 @@ fn parse_response(
         refresh_at: lifetime.map(|lifetime| now + lifetime - REFRESH_MARGIN.min(lifetime / 5)),
         expires_at: lifetime.map(|lifetime| now + lifetime),
     })
+}
+
+/// Whether a word of the answer may be quoted in the reason: at most 64 visible ASCII
+/// characters, so the reason stays one short line.
+fn quotable(text: &str) -> bool {
+    text.len() <= 64 && text.bytes().all(|byte| byte.is_ascii_graphic())
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -295,9 +328,25 @@ mod tests {
         let error = parse_response(200, br#"{"access_token":"t0k","token_type":"mac"}"#, now, 1)
             .unwrap_err();
         assert!(error.contains("not Bearer") && !error.contains("t0k"));
+        // A token_type that is not a short word is not quoted (fuzz target `oauth2`).
+        for kind in ["t0k3n-long-en\u{7f}ugh-x", "a\nb", &"x".repeat(65)] {
+            let kind = serde_json::to_string(kind).unwrap();
+            let body = format!(r#"{{"access_token":"t0k","token_type":{kind}}}"#);
+            let error = parse_response(200, body.as_bytes(), now, 1).unwrap_err();
+            assert_eq!(error, "token_type is not Bearer");
+        }
         assert!(parse_response(200, br#"{"token_type":"Bearer"}"#, now, 1).is_err());
         let error = parse_response(200, b"{\"access_token\":\"a\nb\"}", now, 1).unwrap_err();
         assert!(!error.contains("a\nb"));
+        // Only printable ASCII makes a token (fuzz target `oauth2`: UTF-8 and tabs passed).
+        for token in ["t\u{415}3n", "a\tb"] {
+            let body = format!(
+                r#"{{"access_token":{}}}"#,
+                serde_json::to_string(token).unwrap()
+            );
+            let error = parse_response(200, body.as_bytes(), now, 1).unwrap_err();
+            assert!(error.contains("not allowed in a header"), "{error}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //!   bulk-subscribe response shape: `{"statuses":[{"entryId":"orders-3-42","status":"SUCCESS"}]}`
 //!   with `SUCCESS`, `RETRY` or `DROP` (any case). An entry missing from the list counts as
 //!   RETRY, an unknown status as RETRY, an `entryId` naming no entry of the batch is ignored.
-//! - Any other body (not JSON, or JSON without `statuses`) is a plain 2xx: every entry is
-//!   acknowledged.
+//! - Any other body (not JSON, JSON that is not an object, or an object without `statuses`)
+//!   is a plain 2xx: every entry is acknowledged.
 //! - A `statuses` member that is not such a list makes the whole answer unreadable: the batch
 //!   is retried like a retryable failure.
 
@@ -47,7 +47,9 @@ struct Entry {
 
 /// Reads a 2xx answer's body.
 pub fn parse(body: &[u8]) -> Results {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // serde reads a struct from a JSON array too (`[[…]]` as `{"statuses":[…]}`): only an
+    // object is a result document (found by the `answers` fuzz target).
+    if !is_object(body) {
         return Results::All;
     }
     let Ok(document) = serde_json::from_slice::<Document>(body) else {
@@ -56,7 +58,7 @@ pub fn parse(body: &[u8]) -> Results {
     let Some(statuses) = document.statuses else {
         return Results::All;
     };
-    match serde_json::from_str::<Vec<Entry>>(statuses.get()) {
+    match entries(statuses.get()) {
         Ok(entries) => Results::PerEntry(
             entries
                 .into_iter()
@@ -67,6 +69,25 @@ pub fn parse(body: &[u8]) -> Results {
             "`statuses` must be a list of {{\"entryId\": string, \"status\": string}}: {error}"
         )),
     }
+}
+
+/// The entries of a `statuses` list, each an object (not an array read as one).
+fn entries(list: &str) -> Result<Vec<Entry>, String> {
+    let raw: Vec<&RawValue> = serde_json::from_str(list).map_err(|error| error.to_string())?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            if !is_object(entry.get().as_bytes()) {
+                return Err(format!("entry {index} is not an object"));
+            }
+            serde_json::from_str(entry.get()).map_err(|error| format!("entry {index}: {error}"))
+        })
+        .collect()
+}
+
+/// Whether the first non-whitespace byte opens a JSON object.
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn status(text: &str) -> EntryStatus {
@@ -92,6 +113,11 @@ mod tests {
             b"<html>thanks</html>",
             b"{\"ok\":true}",
             b"[1,2]",
+            // Arrays, which serde would read as the document's one field (fuzz target
+            // `answers`): `[[]]` retried every entry as missing, `["ok"]` the whole batch.
+            b"[[]]",
+            b"[\"ok\"]",
+            br#"[[{"entryId":"t-0-1","status":"DROP"}]]"#,
         ] {
             assert_eq!(parse(body), Results::All, "{body:?}");
         }
@@ -120,6 +146,8 @@ mod tests {
             &br#"{"statuses":"all good"}"#[..],
             br#"{"statuses":[{"entryId":7,"status":"SUCCESS"}]}"#,
             br#"{"statuses":[{"status":"SUCCESS"}]}"#,
+            // An entry written as an array is not `{"entryId", "status"}` either.
+            br#"{"statuses":[["t-0-1","SUCCESS"]]}"#,
         ] {
             assert!(matches!(parse(body), Results::Invalid(_)), "{body:?}");
         }

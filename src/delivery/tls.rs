@@ -21,6 +21,16 @@ fn provider() -> Arc<CryptoProvider> {
 /// Builds the client configuration (without ALPN; the connector adds it), reading every
 /// configured file. Called at start-up, by `--check-config`, and again when a file changes.
 pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, ConfigError> {
+    client_config_with(settings, read)
+}
+
+/// [`client_config`] with each file's bytes given by `read(key, path)` instead of the file
+/// system (the `pem` fuzz target feeds arbitrary bytes through it); the same parsing, checks
+/// and errors.
+pub fn client_config_with(
+    settings: &TlsSettings,
+    read: impl Fn(&str, &Path) -> Result<Vec<u8>, ConfigError>,
+) -> Result<ClientConfig, ConfigError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if settings.over_tls {
@@ -28,7 +38,8 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, ConfigError
     }
     if let Some(path) = &settings.ca_file {
         let key = "delivery.tls.ca_file";
-        for (index, certificate) in certificates(key, path)?.into_iter().enumerate() {
+        let bytes = read(key, path)?;
+        for (index, certificate) in certificates(key, path, &bytes)?.into_iter().enumerate() {
             roots.add(certificate).map_err(|error| {
                 invalid(
                     key,
@@ -48,8 +59,9 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, ConfigError
     match &settings.client_identity {
         None => Ok(builder.with_no_client_auth()),
         Some((cert_file, key_file)) => {
-            let chain = certificates("delivery.tls.cert_file", cert_file)?;
-            let key = private_key(key_file)?;
+            let chain_key = "delivery.tls.cert_file";
+            let chain = certificates(chain_key, cert_file, &read(chain_key, cert_file)?)?;
+            let key = private_key(key_file, &read("delivery.tls.key_file", key_file)?)?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|error| match error {
@@ -100,10 +112,14 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// Every PEM certificate in a file; an error unless there is at least one.
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let bytes = read(key, path)?;
-    let certificates = CertificateDer::pem_slice_iter(&bytes)
+/// Every PEM certificate in `bytes` (the file at `path`); an error unless there is at least
+/// one.
+fn certificates(
+    key: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certificates = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| {
             invalid(
@@ -126,14 +142,12 @@ fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certificates)
 }
 
-/// The first PEM private key in the file. The PEM parser's error can quote a line of the
-/// file, so it is not passed on.
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
-    let key = "delivery.tls.key_file";
-    let bytes = read(key, path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+/// The first PEM private key in `bytes` (the file at `path`). The PEM parser's error can
+/// quote a line of the file, so it is not passed on.
+fn private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    PrivateKeyDer::from_pem_slice(bytes).map_err(|_| {
         invalid(
-            key,
+            "delivery.tls.key_file",
             format!(
                 "{} holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)",
                 path.display()

@@ -4,7 +4,10 @@
 //!
 //! A record that claims to be a CloudEvent but is not a valid one (a required attribute
 //! missing, a value that is not UTF-8, a structured value that is not one strict JSON object,
-//! see `embed`) is wrapped like any other record, so it is still delivered.
+//! see `embed`) is wrapped like any other record, so it is still delivered. So is an event
+//! whose `datacontenttype` is a CloudEvents media type: in HTTP binary mode it would be the
+//! request's `Content-Type`, and a receiver would read the request as structured (or as a
+//! batch) instead (found by the `cloudevents` fuzz target).
 
 use std::collections::BTreeMap;
 
@@ -128,6 +131,17 @@ fn is_structured(record: &Record) -> bool {
     })
 }
 
+/// Whether a content type is a CloudEvents media type (`application/cloudevents…`: an event,
+/// or a batch of them), which as a binary-mode `Content-Type` announces another mode.
+fn declares_cloudevents(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|value| {
+        value
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/cloudevents")
+    })
+}
+
 /// Attribute names: lowercase letters and digits (CloudEvents 1.0).
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -173,7 +187,7 @@ fn from_kafka_binary(record: &Record) -> Option<CloudEvent> {
         }
         attributes.push((name.to_string(), Value::String(text.to_string())));
     }
-    if !has_required(&attributes) {
+    if !has_required(&attributes) || declares_cloudevents(datacontenttype.as_deref()) {
         return None;
     }
     Some(CloudEvent {
@@ -224,7 +238,7 @@ fn from_structured(value: &Bytes) -> Option<CloudEvent> {
         let text: String = serde_json::from_str(raw.get()).ok()?;
         data = Data::Bytes(Bytes::from(BASE64.decode(text).ok()?));
     }
-    if !has_required(&attributes) {
+    if !has_required(&attributes) || declares_cloudevents(datacontenttype.as_deref()) {
         return None;
     }
     Some(CloudEvent {
@@ -268,12 +282,7 @@ fn wrap(record: &Record, settings: &CloudEventsSettings, content_type: &str) -> 
     let datacontenttype = record
         .header_str("content-type")
         .filter(|value| http::HeaderValue::from_str(value).is_ok())
-        .filter(|value| {
-            !value
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/cloudevents")
-        })
+        .filter(|value| !declares_cloudevents(Some(value)))
         .unwrap_or(content_type)
         .to_string();
     CloudEvent {
@@ -506,6 +515,41 @@ mod tests {
             Some(b"x"),
         ));
         assert_eq!(binary.attribute("id").as_deref(), Some("orders-2-41"));
+    }
+
+    /// Crashes of the `cloudevents` fuzz target: an event whose `datacontenttype` is a
+    /// CloudEvents media type went out in HTTP binary mode with that `Content-Type`.
+    #[test]
+    fn events_declaring_a_cloudevents_media_type_are_wrapped() {
+        let structured = br#"{"specversion":"1.0","id":"e","source":"/s","type":"t","datacontenttype":"application/cloudevents+json","data":"x"}"#;
+        let required: [(&str, &[u8]); 4] = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"e1"),
+            ("ce_source", b"/s"),
+            ("ce_type", b"t"),
+        ];
+        let declared = |header: (&'static str, &'static [u8])| {
+            let mut headers = required.to_vec();
+            headers.push(header);
+            event(&record(&headers, Some(b"x")))
+        };
+        for wrapped in [
+            event(&record(
+                &[("content-type", b"application/cloudevents+json")],
+                Some(structured),
+            )),
+            declared(("content-type", b"application/cloudevents-batch+json")),
+            declared(("ce_datacontenttype", b" Application/CloudEvents+JSON")),
+        ] {
+            assert_eq!(wrapped.attribute("id").as_deref(), Some("orders-2-41"));
+            assert!(wrapped.structured.is_none() && !wrapped.from_headers);
+            assert_eq!(
+                wrapped.datacontenttype.as_deref(),
+                Some("application/octet-stream")
+            );
+        }
+        let kept = declared(("ce_datacontenttype", b"application/json"));
+        assert!(kept.from_headers);
     }
 
     #[test]
