@@ -85,7 +85,8 @@ class Scale(Bench):
             self.run_tool("produce", "--bootstrap", self.bootstrap, "--topic", topic,
                           "--count", count, "--size", size,
                           "--keys", row["keys"] or max(partitions * 4, 1),
-                          "--first-seq", i * count, timeout=1800)
+                          "--first-seq", i * count,
+                          "--batch-size", self.args.producer_batch_size, timeout=1800)
         receiver = self.receivers[0]
         self.reset(receiver)
         group = f"bench-scale-{uuid.uuid4().hex[:8]}"
@@ -94,8 +95,11 @@ class Scale(Bench):
         wait_for("the first delivery", lambda: self.distinct(receiver) >= 1, 120,
                  interval=0.02, proc=first)
         first_delivery = time.monotonic() - started
+        cpu_at_first = cpu_seconds(first.pid)
         wait_for("the backlog", lambda: self.distinct(receiver) >= records, 600, proc=first)
         drained = time.monotonic() - started
+        # The sidecar's CPU per record while it drained (first delivery to last record).
+        drain_cpu_us = (cpu_seconds(first.pid) - cpu_at_first) / max(records - 1, 1) * 1e6
         peak = status_kib(first.pid, "VmHWM")
         # Idle: everything delivered; let the last commits and statistics pass first.
         wait_for("every partition assigned", lambda: assigned(first) == total, 60, proc=first)
@@ -135,7 +139,8 @@ class Scale(Bench):
                 self.run_tool("produce", "--bootstrap", self.bootstrap, "--topic", topic,
                               "--count", count, "--size", size,
                               "--keys", row["keys"] or max(partitions * 4, 1),
-                              "--first-seq", records + i * count, timeout=1800)
+                              "--first-seq", records + i * count,
+                              "--batch-size", self.args.producer_batch_size, timeout=1800)
             wait_for("the second backlog's deliveries",
                      lambda: self.distinct(receiver) > records, 120, proc=first)
         stop_at = time.monotonic()
@@ -151,6 +156,7 @@ class Scale(Bench):
                "first_delivery_s": round(first_delivery, 2),
                "drain_s": round(drained, 2),
                "drain_per_s": round(records / max(drained - first_delivery, 1e-3)),
+               "drain_cpu_us_per_record": round(drain_cpu_us, 1),
                "peak_rss_mib": mib(peak), "idle_rss_mib": mib(idle_rss),
                "idle_cpu_pct": round(idle_cpu * 100, 2), "metric_series": series,
                "join_s": round(join, 2) if join is not None else None,
@@ -203,8 +209,9 @@ def size_text(size):
 
 def markdown(rows):
     lines = ["| layout | record | keys, mode | build | records | first delivery s | drain s (records/s) | peak RSS MiB "
-             "| idle RSS MiB | idle CPU % | series | join s | leave s | 2nd exit s | exit s |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| drain CPU µs/record | idle RSS MiB | idle CPU % | series | join s | leave s "
+             "| 2nd exit s | exit s |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         layout = (f"{r['partitions']} partitions" if r["topics"] == 1
                   else f"{r['topics']} topics × {r['partitions']}")
@@ -216,6 +223,7 @@ def markdown(rows):
         lines.append(f"| {layout} | {size_text(r['size'])} | {keys} | {r['build']} "
                      f"| {r['records']} | {r['first_delivery_s']} "
                      f"| {r['drain_s']} ({r['drain_per_s']}) | {r['peak_rss_mib']} "
+                     f"| {r.get('drain_cpu_us_per_record')} "
                      f"| {r['idle_rss_mib']} | {r['idle_cpu_pct']} | {r.get('metric_series')} | {r['join_s']} "
                      f"| {r['leave_s']} | {r['second_exit_s']} | {r['exit_s']} |")
     return "\n".join(lines) + "\n"
@@ -248,6 +256,9 @@ def main():
     parser.add_argument("--per-topic-rows", default="1000",
                         help="PARTITIONS rows with admin.partition_metrics: false, ours only")
     parser.add_argument("--record-size", type=int, default=1024)
+    parser.add_argument("--producer-batch-size", type=int, default=1_000_000,
+                        help="the backlog producer's batch.size (librdkafka's 1 MB; the Java "
+                        "client's 16384): the consumer fetches whole batches")
     parser.add_argument("--ordering", default="partition")
     parser.add_argument("--cap", type=int, default=8)
     parser.add_argument("--assignment-strategy", default="cooperative-sticky")
