@@ -68,12 +68,32 @@ enum Behaviour {
     RetryAfterYear,
     /// Reads the TLS ClientHello, never answers.
     TlsStall,
+    /// HTTP/2 (prior knowledge): every request's stream is reset a thousand times.
+    H2ResetFlood,
+    /// HTTP/2: every request is answered with a thousand GOAWAY frames.
+    H2GoawayFlood,
+    /// HTTP/2: SETTINGS frames of 16 KiB (unknown settings, each wanting an ACK) written as
+    /// fast as the socket takes them; no request is answered.
+    H2SettingsFlood,
+    /// HTTP/2: a response HEADERS frame continued by CONTINUATION frames forever.
+    H2ContinuationFlood,
 }
 
 impl Behaviour {
     /// Whether the connection goes to the recording endpoint.
     fn behaves(self) -> bool {
         matches!(self, Self::Behave | Self::CloseEach)
+    }
+
+    /// Whether it speaks HTTP/2 (a connection of its own, every stream on it).
+    fn is_h2(self) -> bool {
+        matches!(
+            self,
+            Self::H2ResetFlood
+                | Self::H2GoawayFlood
+                | Self::H2SettingsFlood
+                | Self::H2ContinuationFlood
+        )
     }
 }
 
@@ -258,6 +278,12 @@ async fn connection(state: Arc<State>, mut stream: TcpStream) {
             state.end(attempt, 0);
             return;
         }
+        behaviour if behaviour.is_h2() => {
+            let attempt = state.begin(None);
+            let written = h2_misbehave(behaviour, stream).await;
+            state.end(attempt, written);
+            return;
+        }
         _ => {}
     }
     if let Some(acceptor) = &state.tls {
@@ -347,8 +373,8 @@ async fn misbehave(behaviour: Behaviour, stream: &mut TcpStream) -> (bool, u64) 
                     )
                     .await
             }
-            Behaviour::Behave | Behaviour::CloseEach | Behaviour::Silent | Behaviour::TlsStall => {
-                unreachable!("{behaviour:?} is not answered per request")
+            other => {
+                unreachable!("{other:?} is not answered per HTTP/1.1 request")
             }
         }
     };
@@ -365,6 +391,117 @@ async fn misbehave(behaviour: Behaviour, stream: &mut TcpStream) -> (bool, u64) 
         closed(&mut read).await;
     }
     (false, written)
+}
+
+/// One HTTP/2 frame: 9 bytes of header, then the payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = payload.len() as u32;
+    let mut frame = length.to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_SETTINGS: u8 = 0x4;
+const H2_GOAWAY: u8 = 0x7;
+const H2_CONTINUATION: u8 = 0x9;
+const H2_ACK: u8 = 0x1;
+/// The largest frame payload a peer must accept (`SETTINGS_MAX_FRAME_SIZE`'s default).
+const H2_MAX_FRAME: usize = 16_384;
+
+/// Speaks just enough HTTP/2 to misbehave: the server preface, ACKs of the client's
+/// SETTINGS, and the misbehaviour toward each request's HEADERS (or, for the SETTINGS flood,
+/// from the start). Returns the bytes written once the sidecar closed the connection.
+async fn h2_misbehave(behaviour: Behaviour, mut stream: TcpStream) -> u64 {
+    let mut preface = [0u8; 24];
+    if stream.read_exact(&mut preface).await.is_err() || !preface.starts_with(b"PRI * HTTP/2.0") {
+        return 0;
+    }
+    let (mut read, mut write) = stream.split();
+    let mut written = 0u64;
+    if write
+        .write_all(&h2_frame(H2_SETTINGS, 0, 0, &[]))
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    // Unknown setting ids (0xff00 +), which a peer must ignore, filling a frame.
+    let huge_settings: Vec<u8> = (0..H2_MAX_FRAME / 6)
+        .flat_map(|index| {
+            let mut setting = (0xff00u16 + (index % 256) as u16).to_be_bytes().to_vec();
+            setting.extend_from_slice(&(index as u32).to_be_bytes());
+            setting
+        })
+        .collect();
+    let settings_frame = h2_frame(H2_SETTINGS, 0, 0, &huge_settings);
+    if behaviour == Behaviour::H2SettingsFlood {
+        let flood = async {
+            while write.write_all(&settings_frame).await.is_ok() {
+                written += settings_frame.len() as u64;
+            }
+        };
+        tokio::select! {
+            _ = closed(&mut read) => {}
+            _ = flood => {}
+        }
+        return written;
+    }
+    loop {
+        let mut header = [0u8; 9];
+        if read.read_exact(&mut header).await.is_err() {
+            return written;
+        }
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; length];
+        if read.read_exact(&mut payload).await.is_err() {
+            return written;
+        }
+        let (kind, flags) = (header[3], header[4]);
+        let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let answer: Vec<u8> = match (kind, behaviour) {
+            (H2_SETTINGS, _) if flags & H2_ACK == 0 => h2_frame(H2_SETTINGS, H2_ACK, 0, &[]),
+            (H2_HEADERS, Behaviour::H2ResetFlood) => (0..1000)
+                .flat_map(|_| h2_frame(H2_RST_STREAM, 0, id, &2u32.to_be_bytes()))
+                .collect(),
+            (H2_HEADERS, Behaviour::H2GoawayFlood) => (0..1000)
+                .flat_map(|_| h2_frame(H2_GOAWAY, 0, 0, &[0; 8]))
+                .collect(),
+            (H2_HEADERS, Behaviour::H2ContinuationFlood) => {
+                // `:status: 200` (static table index 8), then literal headers forever.
+                let frames = h2_frame(H2_HEADERS, 0, id, &[0x88]);
+                let mut block = Vec::new();
+                while block.len() + 64 < H2_MAX_FRAME {
+                    block.extend_from_slice(&[0x00, 5]);
+                    block.extend_from_slice(b"x-pad");
+                    block.push(50);
+                    block.extend_from_slice(&[b'p'; 50]);
+                }
+                let continuation = h2_frame(H2_CONTINUATION, 0, id, &block);
+                written += frames.len() as u64;
+                if write.write_all(&frames).await.is_err() {
+                    return written;
+                }
+                loop {
+                    tokio::select! {
+                        result = write.write_all(&continuation) => if result.is_err() {
+                            return written;
+                        },
+                        _ = closed(&mut read) => return written,
+                    }
+                    written += continuation.len() as u64;
+                }
+            }
+            _ => continue,
+        };
+        written += answer.len() as u64;
+        if write.write_all(&answer).await.is_err() {
+            return written;
+        }
+    }
 }
 
 /// Writes `bytes` one a second (the misbehaviour itself, not a test waiting).
@@ -832,32 +969,31 @@ async fn connection_close_on_every_answer_delivers_everything_in_order() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_server_that_never_reads_times_out_then_drop_disposes_of_every_record() {
-    const MAX_ATTEMPTS: u32 = 2;
+/// Attempts per record of the cases that end with `on_failure: drop`.
+const DROP_AFTER: u32 = 2;
+
+/// `on_failure: drop` after [`DROP_AFTER`] attempts, every record in flight at once
+/// (`ordering: none`), so a case takes two timeouts, not sixty.
+fn drop_after_two_attempts(config: &mut Config) {
+    config.delivery.retry.max_attempts = DROP_AFTER;
+    config.delivery.on_failure = FailurePolicy::Drop;
+    config.delivery.ordering = DeliveryOrdering::None;
+    config.delivery.max_in_flight = 64;
+}
+
+/// A case that misbehaves toward every record until `drop` disposed of them all: no record
+/// reached the endpoint, each was dropped after [`DROP_AFTER`] attempts of `class`, and the
+/// offsets are committed to the end (checked by [`run`]).
+async fn run_until_dropped(case: Case) -> Report {
     let records = PARTITIONS as usize * PER_PARTITION;
     let report = run(Case {
         partition_zero_only: false,
-        attempts: MAX_ATTEMPTS as usize * records,
+        attempts: DROP_AFTER as usize * records,
         end: End::Disposed,
-        configure: |config| {
-            config.delivery.retry.max_attempts = MAX_ATTEMPTS;
-            config.delivery.on_failure = FailurePolicy::Drop;
-            // Every record at once, so the case takes two timeouts, not sixty.
-            config.delivery.ordering = DeliveryOrdering::None;
-            config.delivery.max_in_flight = 64;
-        },
-        ..Case::new("silent", Behaviour::Silent, "timeout")
+        ..case
     })
     .await;
-    // Only timeouts here: the sidecar's own mean attempt is the timeout.
-    let mean = report.mean_attempt();
-    assert!(
-        mean >= TIMEOUT - Duration::from_millis(50) && mean <= TIMEOUT + SLACK,
-        "mean attempt {mean:?}"
-    );
     assert_eq!(report.hostile.endpoint().successful_count(), 0);
-    assert!(report.hostile.connections() >= MAX_ATTEMPTS as usize * records);
     assert_eq!(
         report.sidecar.metric(&format!(
             "kws_deliveries_total{{outcome=\"dropped\",topic=\"{}\"}}",
@@ -865,6 +1001,28 @@ async fn a_server_that_never_reads_times_out_then_drop_disposes_of_every_record(
         )),
         Some(records as f64)
     );
+    report
+}
+
+/// Asserts the sidecar's own mean attempt duration is the timeout (cases of timeouts only).
+fn assert_mean_attempt_is_the_timeout(report: &Report) {
+    let mean = report.mean_attempt();
+    assert!(
+        mean >= TIMEOUT - Duration::from_millis(50) && mean <= TIMEOUT + SLACK,
+        "mean attempt {mean:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_never_reads_times_out_then_drop_disposes_of_every_record() {
+    let report = run_until_dropped(Case {
+        configure: drop_after_two_attempts,
+        ..Case::new("silent", Behaviour::Silent, "timeout")
+    })
+    .await;
+    assert_mean_attempt_is_the_timeout(&report);
+    let records = PARTITIONS as usize * PER_PARTITION;
+    assert!(report.hostile.connections() >= DROP_AFTER as usize * records);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -889,6 +1047,66 @@ async fn a_retry_after_of_a_year_waits_max_backoff_and_delivery_resumes() {
         "waits between attempts {gaps:?}, max_backoff {MAX_BACKOFF:?}"
     );
     eprintln!("retry-after-year: waits between attempts {gaps:?}");
+}
+
+/// An HTTP/2 case: prior knowledge toward the listener, every partition affected (one
+/// connection carries them all).
+async fn run_h2(name: &'static str, behaviour: Behaviour, class: &'static str) -> Report {
+    run(Case {
+        partition_zero_only: false,
+        configure: |config| config.delivery.http2_prior_knowledge = true,
+        ..Case::new(name, behaviour, class)
+    })
+    .await
+}
+
+/// HTTP/2 with `drop` after two attempts: for misbehaviours that keep the connection open,
+/// which the sidecar's pool goes on using for every attempt (see README, "Security and
+/// hostile input").
+fn h2_drop_after_two_attempts(config: &mut Config) {
+    drop_after_two_attempts(config);
+    config.delivery.http2_prior_knowledge = true;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h2_reset_stream_flood_is_a_connection_error_then_dropped() {
+    let report = run_until_dropped(Case {
+        configure: h2_drop_after_two_attempts,
+        ..Case::new("h2-reset", Behaviour::H2ResetFlood, "connection_error")
+    })
+    .await;
+    assert_eq!(
+        report.hostile.connections(),
+        1,
+        "one connection carries every stream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h2_goaway_flood_is_a_connection_error_and_retried() {
+    let report = run_h2("h2-goaway", Behaviour::H2GoawayFlood, "connection_error").await;
+    assert_ended_before_the_timeout(&report, 1 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h2_settings_flood_times_out_with_memory_bounded_then_dropped() {
+    let report = run_until_dropped(Case {
+        configure: h2_drop_after_two_attempts,
+        ..Case::new("h2-settings", Behaviour::H2SettingsFlood, "timeout")
+    })
+    .await;
+    assert_mean_attempt_is_the_timeout(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h2_continuation_flood_ends_the_attempt_with_memory_bounded() {
+    let report = run_h2(
+        "h2-continuation",
+        Behaviour::H2ContinuationFlood,
+        "connection_error",
+    )
+    .await;
+    assert_ended_before_the_timeout(&report, 64 << 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
