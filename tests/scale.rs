@@ -5,14 +5,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use common::checks::{self, Load};
 use common::cluster::Kafka;
 use common::endpoint::Endpoint;
+use common::rss::RssSampler;
 use common::*;
 use kafka_webhook_sidecar::config::AssignmentStrategy;
 
@@ -32,57 +31,6 @@ const BUDGET_MIB: u64 = 32;
 /// budget").
 const RSS_BOUND_MIB: u64 = BUDGET_MIB + 96;
 const LONG: Duration = Duration::from_secs(180);
-
-/// `VmRSS` and `VmHWM` (peak) of a process in KiB, from `/proc/PID/status`.
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|line| line.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Samples a process's RSS every 100 ms on its own thread; [`finish`](Self::finish) returns
-/// the largest of the samples and of the kernel's high-water mark.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    peak_kib: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<usize>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak_kib = Arc::new(AtomicU64::new(0));
-        let (flag, peak) = (stop.clone(), peak_kib.clone());
-        let thread = std::thread::spawn(move || {
-            let mut samples = 0;
-            while !flag.load(Ordering::SeqCst) {
-                if let Some((rss, hwm)) = rss_kib(pid) {
-                    peak.fetch_max(rss.max(hwm), Ordering::SeqCst);
-                    samples += 1;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            samples
-        });
-        RssSampler {
-            stop,
-            peak_kib,
-            thread,
-        }
-    }
-
-    fn finish(self) -> (f64, usize) {
-        self.stop.store(true, Ordering::SeqCst);
-        let samples = self.thread.join().expect("sampler thread");
-        (
-            self.peak_kib.load(Ordering::SeqCst) as f64 / 1024.0,
-            samples,
-        )
-    }
-}
 
 fn assigned(sidecar: &Sidecar) -> Option<i64> {
     sidecar

@@ -471,6 +471,16 @@ impl Endpoint {
         }
     }
 
+    /// Serves one connection accepted elsewhere (a test's own listener that hands a stream
+    /// over, e.g. after misbehaving on it) with this endpoint's handler and records, until the
+    /// client closes it or the endpoint goes down. The caller owns the returned future.
+    pub fn serve_stream<S>(&self, stream: S) -> impl std::future::Future<Output = ()> + Send
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        serve_connection(self.shared.clone(), stream)
+    }
+
     /// Bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

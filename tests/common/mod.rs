@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod endpoint;
 pub mod pki;
 pub mod proxy;
+pub mod rss;
 
 use std::collections::HashMap;
 use std::fmt::Display;
