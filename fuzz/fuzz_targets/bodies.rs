@@ -14,6 +14,9 @@
 //! the value's first 8 bytes (any i64).
 #![no_main]
 
+#[path = "common/mod.rs"]
+mod common;
+
 #[path = "../../tests/body_check/mod.rs"]
 mod body_check;
 
@@ -25,17 +28,6 @@ use kafka_webhook_sidecar::record::Record;
 use libfuzzer_sys::fuzz_target;
 
 const SEPARATOR: &[u8] = b"\n--\n";
-
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while let Some(at) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-        parts.push(&rest[..at]);
-        rest = &rest[at + SEPARATOR.len()..];
-    }
-    parts.push(rest);
-    parts
-}
 
 fn record(offset: i64, part: &[u8]) -> Option<Record> {
     let (&flags, value) = part.split_first()?;
@@ -96,7 +88,7 @@ fn record(offset: i64, part: &[u8]) -> Option<Record> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let records: Vec<Record> = split(data)
+    let records: Vec<Record> = common::split(data, SEPARATOR)
         .into_iter()
         .take(8)
         .enumerate()

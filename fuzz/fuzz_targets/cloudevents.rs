@@ -31,6 +31,9 @@
 //! first, bit 3 a null key.
 #![no_main]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
@@ -47,17 +50,6 @@ use serde_json::Value;
 
 const SEPARATOR: &[u8] = b"\n--\n";
 const REQUIRED: [&str; 4] = ["specversion", "id", "source", "type"];
-
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while let Some(at) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-        parts.push(&rest[..at]);
-        rest = &rest[at + SEPARATOR.len()..];
-    }
-    parts.push(rest);
-    parts
-}
 
 fn settings() -> CloudEventsSettings {
     CloudEventsSettings {
@@ -358,7 +350,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    let parts = split(rest);
+    let parts = common::split(rest, SEPARATOR);
     let record = record(flags, parts[0], &parts[1..]);
     let event = CloudEvent::from_record(&record, &settings(), "application/json");
     check_detection(&record, &event);

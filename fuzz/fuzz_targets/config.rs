@@ -19,7 +19,10 @@
 //! fuzzer-made `/dev/zero` would never end).
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -28,9 +31,7 @@ use kafka_webhook_sidecar::config::{duration, Config, DeliverySettings, Settings
 use kafka_webhook_sidecar::delivery::retry;
 use kafka_webhook_sidecar::format::RequestTemplate;
 use kafka_webhook_sidecar::kafka::client_config;
-use kafka_webhook_sidecar::ops::Metrics;
 use kafka_webhook_sidecar::record::Record;
-use kafka_webhook_sidecar::routing::{Matcher, RouteMatch};
 use libfuzzer_sys::fuzz_target;
 
 /// The environment `${VAR}` sees: the example configs' variables, an empty one, one that
@@ -49,11 +50,6 @@ fn env(name: &str) -> Option<String> {
         _ => return None,
     };
     Some(value.to_string())
-}
-
-fn metrics() -> Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new).clone()
 }
 
 fn record() -> Record {
@@ -116,12 +112,7 @@ fn use_settings(settings: &Settings) {
     for route in &settings.routes {
         use_delivery(&route.delivery);
     }
-    let matcher = Matcher::new(
-        settings.routes.iter().map(RouteMatch::new).collect(),
-        settings.delivery.format.cloudevents.clone(),
-        "application/json".into(),
-        metrics(),
-    );
+    let matcher = common::matcher(&settings);
     let mut decisions = Vec::new();
     matcher.decide(&record(), &mut decisions);
     assert_eq!(

@@ -13,6 +13,9 @@
 //! identity is set (the next two parts; a missing part is an empty file).
 #![no_main]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use kafka_webhook_sidecar::config::{ConfigError, TlsSettings};
@@ -20,17 +23,6 @@ use kafka_webhook_sidecar::delivery::tls::client_config_with;
 use libfuzzer_sys::fuzz_target;
 
 const SEPARATOR: &[u8] = b"\n==\n";
-
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while let Some(at) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-        parts.push(&rest[..at]);
-        rest = &rest[at + SEPARATOR.len()..];
-    }
-    parts.push(rest);
-    parts
-}
 
 fn quoted_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
     bytes
@@ -48,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    let parts = split(rest);
+    let parts = common::split(rest, SEPARATOR);
     let part = |index: usize| parts.get(index).copied().unwrap_or_default();
     let ca = PathBuf::from("/fuzz/ca.crt");
     let cert = PathBuf::from("/fuzz/tls.crt");

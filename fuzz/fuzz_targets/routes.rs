@@ -12,20 +12,17 @@
 //! `match` of a rule (path `/matched`, default `skip`), else the route's `filter`.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_webhook_sidecar::config::{routes, Config, RouteConfig, RuleConfig};
-use kafka_webhook_sidecar::ops::Metrics;
 use kafka_webhook_sidecar::record::Record;
-use kafka_webhook_sidecar::routing::{Decision, Matcher, RouteMatch};
+use kafka_webhook_sidecar::routing::Decision;
 use libfuzzer_sys::fuzz_target;
-
-fn metrics() -> Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new).clone()
-}
 
 /// A plain JSON record, a Kafka binary-mode CloudEvent, a tombstone with a binary key and
 /// odd headers.
@@ -108,12 +105,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let matcher = Matcher::new(
-        settings.routes.iter().map(RouteMatch::new).collect(),
-        settings.delivery.format.cloudevents.clone(),
-        "application/json".into(),
-        metrics(),
-    );
+    let matcher = common::matcher(&settings);
     let mut decisions = Vec::new();
     for record in records() {
         matcher.decide(&record, &mut decisions);
